@@ -1,0 +1,1 @@
+"""One module per pipeline stage; each asset calls into r1_assets."""

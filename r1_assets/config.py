@@ -1,0 +1,269 @@
+"""Pipeline configuration: one YAML file (``R1_CONFIG``) or the packaged embedded default.
+
+Every section is a pydantic model with ``extra="forbid"`` so that a typo is a
+clear error naming the section and the key, never a stack trace from deep inside.
+Relative paths resolve against the folder of the config file.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_CONFIG_NAME = "embedded_default.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person who wrote the YAML."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Section):
+    """One input collection. Each configured source becomes one partition of ``raw_problems``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+    kind: Literal["file", "hf", "reasoning_gym"]
+    # Field paths into a row: a column name, or a dotted/indexed path such as ``prompt[0].content``.
+    problem: str = "problem"
+    answer: str | None = "answer"
+    # kind=file: jsonl, json (array) or parquet. Resolved against the config file's folder.
+    path: str | None = None
+    # kind=hf: arguments of ``datasets.load_dataset``.
+    dataset: str | None = None
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    data_files: str | list[str] | None = None
+    # kind=reasoning_gym
+    task: str | None = None
+    size: int = Field(default=500, gt=0)
+    seed: int = 1
+    # Any kind: keep at most this many rows (after reading, before normalising); None keeps all.
+    limit: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "SourceConfig":
+        needed = {"file": "path", "hf": "dataset", "reasoning_gym": "task"}[self.kind]
+        if getattr(self, needed) in (None, ""):
+            raise ValueError(f"kind '{self.kind}' needs key '{needed}'")
+        return self
+
+
+class DedupeConfig(_Section):
+    # Defaults follow datatrove's MinHash config: 5-gram word shingles,
+    # 14 bands x 8 rows = 112 permutations, i.e. an LSH threshold near 0.72.
+    shingle_size: int = Field(default=5, gt=0)
+    num_perm: int = Field(default=112, gt=0)
+    bands: int = Field(default=14, gt=0)
+    rows: int = Field(default=8, gt=0)
+    # Candidate pairs from LSH are confirmed when their estimated Jaccard reaches this.
+    threshold: float = Field(default=0.7, gt=0, le=1)
+    seed: int = 1
+    # Representative choice inside a cluster: rows with an answer first, then this source order
+    # (sources not listed follow in config order).
+    source_priority: list[str] = []
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> "DedupeConfig":
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows ({self.bands}*{self.rows}) exceeds num_perm ({self.num_perm})")
+        return self
+
+
+class DecontaminationConfig(_Section):
+    methods: list[Literal["ngram", "digit_stripped", "minhash"]] = ["ngram", "digit_stripped", "minhash"]
+    # Open-R1 uses word 8-grams; problems shorter than n words are matched on their whole text.
+    ngram: int = Field(default=8, gt=0)
+    minhash_threshold: float = Field(default=0.8, gt=0, le=1)
+
+
+class ModelConfig(_Section):
+    """A model the pipeline samples from.
+
+    ``name`` is an HF hub id, a local folder, or ``small_model`` for the packaged
+    SmolLM2-135M-Instruct converted by the ``small_model`` asset.
+    """
+
+    name: str
+    engine: Literal["vllm", "openai"] = "vllm"
+    # engine=openai: base URL of an OpenAI-compatible server; the API key comes from api_key_env.
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    served_model_name: str | None = None
+    max_concurrency: int = Field(default=32, gt=0)
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    # engine=vllm
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    enforce_eager: bool = False
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    batch_size: int = Field(default=64, gt=0)
+
+
+class SamplingConfig(_Section):
+    n: int = Field(default=8, gt=0)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_tokens: int = Field(default=1024, gt=0)
+    seed: int = 0
+
+
+class DifficultyConfig(_Section):
+    model: str = "small"
+    # Open-R1's pass-rate filter: k=8 samples at temperature 0.7, top_p 0.95.
+    sampling: SamplingConfig = SamplingConfig()
+    prompt_template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    shard_size: int = Field(default=200, gt=0)
+    # Open-R1's demo band: keep 0.2 < pass_rate < 0.8.
+    band: tuple[float, float] = (0.2, 0.8)
+
+
+class DistillationConfig(_Section):
+    model: str = "teacher"
+    # R1's recommended sampling: temperature 0.6, top_p 0.95.
+    sampling: SamplingConfig = SamplingConfig(n=4, temperature=0.6, top_p=0.95, max_tokens=16384)
+    prompt_template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    # Which problems to distil: pass rate (under difficulty.model) inside this closed band.
+    band: tuple[float, float] = (0.0, 1.0)
+    shard_size: int = Field(default=200, gt=0)
+
+
+class VerificationConfig(_Section):
+    timeout_s: int = Field(default=5, gt=0)
+    workers: int | None = None
+    judge_model: str | None = None
+    max_unparseable_reference_share: float = 0.2
+    max_timeout_share: float = 0.05
+    warn_truncated_share: float = 0.5
+
+
+class SplitsConfig(_Section):
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    stage2_model: str | None = None
+    stage2_alpha: float = Field(default=0.5, ge=0, le=1)
+    choice: Literal["shortest", "random"] = "shortest"
+    seed: int = 0
+    max_per_source: int | None = None
+    max_per_band: int | None = None
+
+
+class ExportConfig(_Section):
+    push_to_hub: bool = False
+    hub_repo: str | None = None
+    hub_token_env: str = "HF_TOKEN"
+
+
+class PipelineConfig(_Section):
+    sources: list[SourceConfig]
+    benchmarks: list[SourceConfig] = []
+    dedupe: DedupeConfig = DedupeConfig()
+    decontamination: DecontaminationConfig = DecontaminationConfig()
+    models: dict[str, ModelConfig] = {}
+    difficulty: DifficultyConfig = DifficultyConfig()
+    distillation: DistillationConfig = DistillationConfig()
+    verification: VerificationConfig = VerificationConfig()
+    splits: SplitsConfig = SplitsConfig()
+    export: ExportConfig = ExportConfig()
+    # Limits applied when normalising rows (longer rows go to rejected_rows as 'oversized').
+    max_problem_chars: int = Field(default=20_000, gt=0)
+    max_answer_chars: int = Field(default=2_000, gt=0)
+    # Folder the relative paths were resolved against; set by the loader.
+    base_dir: str = "."
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "PipelineConfig":
+        for section in ("sources", "benchmarks"):
+            names = [s.name for s in getattr(self, section)]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{section}: duplicate names {dupes}")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise ConfigError(f"no source named '{name}'; configured: {[s.name for s in self.sources]}")
+
+    def model(self, role: str) -> ModelConfig:
+        if role not in self.models:
+            raise ConfigError(f"models: no model '{role}' configured; configured: {sorted(self.models)}")
+        return self.models[role]
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+
+def _format_validation_error(err: ValidationError, raw: dict) -> str:
+    lines = []
+    for e in err.errors():
+        loc = list(e["loc"])
+        where = []
+        # Name list items by their 'name' so the message says which source is wrong.
+        node = raw
+        for part in loc:
+            if isinstance(part, int) and isinstance(node, list) and part < len(node):
+                node = node[part]
+                label = node.get("name") if isinstance(node, dict) else None
+                where.append(f"'{label}'" if label else f"[{part}]")
+            else:
+                node = node.get(part) if isinstance(node, dict) else None
+                where.append(str(part))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            key = where.pop()
+            msg = f"unknown key '{key}'"
+        elif e["type"] == "missing":
+            key = where.pop()
+            msg = f"missing key '{key}'"
+        lines.append(f"{' '.join(where) or 'config'}: {msg}".replace("Value error, ", ""))
+    return "; ".join(lines)
+
+
+def parse_config(raw: dict, base_dir: Path | str) -> PipelineConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the top level must be a mapping with at least 'sources'")
+    try:
+        return PipelineConfig(**{**raw, "base_dir": str(Path(base_dir).resolve())})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, raw)) from None
+
+
+def config_path() -> Path | None:
+    """The user's config file from ``R1_CONFIG``, or None for the packaged default."""
+    value = os.environ.get("R1_CONFIG")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def load_config(path: Path | str | None = None) -> PipelineConfig:
+    """Load ``path``, else ``$R1_CONFIG``, else the packaged embedded default."""
+    path = Path(path).expanduser().resolve() if path else config_path()
+    if path is None:
+        text = resources.files("r1_assets.defaults").joinpath(DEFAULT_CONFIG_NAME).read_text()
+        base_dir = Path.cwd()
+        origin = f"packaged {DEFAULT_CONFIG_NAME}"
+    else:
+        if not path.is_file():
+            raise ConfigError(f"R1_CONFIG: no such file {path}")
+        text = path.read_text()
+        base_dir = path.parent
+        origin = str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{origin}: not valid YAML: {err}") from None
+    try:
+        return parse_config(raw, base_dir)
+    except ConfigError as err:
+        raise ConfigError(f"{origin}: {err}") from None

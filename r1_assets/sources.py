@@ -1,0 +1,285 @@
+"""Raw collection: read a configured source and normalise it into the problem schema.
+
+Three kinds of source (see ``SourceConfig``):
+- ``file``: jsonl, json array or parquet;
+- ``hf``: ``datasets.load_dataset`` with config, split, revision;
+- ``reasoning_gym``: a procedural task with size and seed.
+
+A bad row never stops a source: it becomes a ``rejected_rows`` row with a reason.
+A bad config (missing file, a field that no row has) is one ``ConfigError`` naming the
+source and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+
+from r1_assets.config import ConfigError, PipelineConfig, SourceConfig
+from r1_assets.text import normalize_text, problem_id
+
+RAW_COLUMNS = {
+    "problem_id": pl.Utf8,
+    "source": pl.Utf8,
+    "source_row": pl.Int64,
+    "problem": pl.Utf8,
+    "answer": pl.Utf8,
+    "source_kind": pl.Utf8,
+    "source_ref": pl.Utf8,
+    "metadata": pl.Utf8,
+}
+REJECTED_COLUMNS = {
+    "source": pl.Utf8,
+    "source_row": pl.Int64,
+    "stage": pl.Utf8,
+    "reason": pl.Utf8,
+    "detail": pl.Utf8,
+}
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+_MISSING = object()
+
+
+class _BadRow:
+    """A row that could not even be decoded; carries the reason instead of a mapping."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class CollectedSource:
+    """The outcome of reading one source: good rows, rejected rows, and where it came from."""
+
+    rows: pl.DataFrame
+    rejected: pl.DataFrame
+    source_ref: str
+    rows_read: int
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        return dict(Counter(self.rejected["reason"].to_list())) if self.rejected.height else {}
+
+
+# -- field paths -------------------------------------------------------------------------
+def parse_field_path(path: str) -> list[str | int]:
+    """``prompt[0].content`` -> ['prompt', 0, 'content']."""
+    tokens: list[str | int] = []
+    pos = 0
+    for m in _PATH_TOKEN.finditer(path):
+        if m.start() != pos and path[pos:m.start()] != ".":
+            raise ValueError(f"cannot parse field path {path!r}")
+        tokens.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if not tokens or pos != len(path):
+        raise ValueError(f"cannot parse field path {path!r}")
+    return tokens
+
+
+def get_field(row: Any, tokens: list[str | int]) -> Any:
+    """Follow a parsed field path; ``_MISSING`` when any step is absent."""
+    node = row
+    for tok in tokens:
+        if isinstance(tok, int):
+            if not isinstance(node, (list, tuple)) or not -len(node) <= tok < len(node):
+                return _MISSING
+            node = node[tok]
+        else:
+            if not isinstance(node, dict) or tok not in node:
+                return _MISSING
+            node = node[tok]
+    return node
+
+
+# -- readers -----------------------------------------------------------------------------
+def _read_jsonl(path: Path) -> Iterator[Any]:
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield _BadRow("invalid_utf8", str(err)[:200])
+                continue
+            try:
+                yield json.loads(text)
+            except json.JSONDecodeError as err:
+                yield _BadRow("invalid_json", f"{err.msg} at column {err.colno}: {text[:120]!r}")
+
+
+def _read_file(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], str]:
+    path = cfg.resolve_path(src.path)
+    if not path.is_file():
+        raise ConfigError(f"source '{src.name}': key 'path': no such file {path}")
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix == ".jsonl":
+        return _read_jsonl(path), str(path)
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"source '{src.name}': key 'path': {path} is not valid JSON: {err}") from None
+        if isinstance(data, dict):
+            # Common layouts: {"data": [...]} or {"rows": [...]}; otherwise it is one row.
+            lists = [v for v in data.values() if isinstance(v, list)]
+            data = lists[0] if len(lists) == 1 else [data]
+        return iter(data), str(path)
+    if suffix == ".parquet":
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as err:  # polars raises several error types for a broken file
+            raise ConfigError(f"source '{src.name}': key 'path': cannot read parquet {path}: {err}") from None
+        return frame.iter_rows(named=True), str(path)
+    raise ConfigError(f"source '{src.name}': key 'path': unsupported file type '{path.suffix}' (jsonl, json, parquet)")
+
+
+def _read_hf(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], str]:
+    import datasets
+
+    # A local loader script/folder name ("json", "parquet") takes data_files relative to the config.
+    data_files = src.data_files
+    if data_files is not None:
+        files = [data_files] if isinstance(data_files, str) else list(data_files)
+        data_files = [str(cfg.resolve_path(f)) for f in files]
+    try:
+        ds = datasets.load_dataset(
+            src.dataset, name=src.config, split=src.split, revision=src.revision, data_files=data_files
+        )
+    except Exception as err:  # the hub client raises many types; all mean "cannot load"
+        raise ConfigError(
+            f"source '{src.name}': key 'dataset': cannot load {src.dataset!r}"
+            f" (config={src.config!r}, split={src.split!r}, revision={src.revision!r}): {err}"
+        ) from None
+    ref = src.dataset + (f"/{src.config}" if src.config else "") + f":{src.split}"
+    if src.revision:
+        ref += f"@{src.revision}"
+    fingerprint = getattr(ds, "_fingerprint", None)
+    return iter(ds), ref + (f"#{fingerprint}" if fingerprint else "")
+
+
+def _read_reasoning_gym(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], str]:
+    import reasoning_gym
+
+    try:
+        ds = reasoning_gym.create_dataset(src.task, size=src.size, seed=src.seed)
+    except Exception as err:  # unknown task names raise from the registry
+        raise ConfigError(f"source '{src.name}': key 'task': cannot create reasoning-gym task {src.task!r}: {err}") from None
+    rows = ({"problem": e["question"], "answer": e["answer"], "metadata": e.get("metadata")} for e in ds)
+    return rows, f"reasoning_gym:{src.task}:size={src.size}:seed={src.seed}"
+
+
+_READERS = {"file": _read_file, "hf": _read_hf, "reasoning_gym": _read_reasoning_gym}
+
+
+# -- normalisation -----------------------------------------------------------------------
+def _as_text(value: Any) -> str | None:
+    """Text for str and plain numbers (answers such as 27.0); None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def collect_source(src: SourceConfig, cfg: PipelineConfig, stage: str = "raw_problems") -> CollectedSource:
+    """Read and normalise one source. Bad rows are returned, not raised."""
+    try:
+        problem_path = parse_field_path(src.problem)
+        answer_path = parse_field_path(src.answer) if src.answer else None
+    except ValueError as err:
+        raise ConfigError(f"source '{src.name}': {err}") from None
+    rows_iter, source_ref = _READERS[src.kind](src, cfg)
+
+    good: dict[str, list] = {k: [] for k in RAW_COLUMNS}
+    bad: dict[str, list] = {k: [] for k in REJECTED_COLUMNS}
+    problem_seen = answer_seen = False
+    first_keys: list[str] = []
+    rows_read = 0
+
+    def reject(i: int, reason: str, detail: str = "") -> None:
+        bad["source"].append(src.name)
+        bad["source_row"].append(i)
+        bad["stage"].append(stage)
+        bad["reason"].append(reason)
+        bad["detail"].append(detail[:300])
+
+    for i, row in enumerate(rows_iter):
+        if src.limit is not None and i >= src.limit:
+            break
+        rows_read += 1
+        if isinstance(row, _BadRow):
+            reject(i, row.reason, row.detail)
+            continue
+        if not isinstance(row, dict):
+            reject(i, "not_an_object", f"row is {type(row).__name__}")
+            continue
+        if not first_keys:
+            first_keys = list(row)
+        raw_problem = get_field(row, problem_path)
+        if raw_problem is _MISSING or raw_problem is None:
+            reject(i, "missing_problem", f"no field {src.problem!r}")
+            continue
+        problem_seen = True
+        if not isinstance(raw_problem, str):
+            reject(i, "non_text_problem", f"{src.problem!r} is {type(raw_problem).__name__}")
+            continue
+        problem = normalize_text(raw_problem)
+        if not problem:
+            reject(i, "empty_problem")
+            continue
+        if len(problem) > cfg.max_problem_chars:
+            reject(i, "oversized_problem", f"{len(problem)} chars > max_problem_chars={cfg.max_problem_chars}")
+            continue
+        answer = None
+        if answer_path is not None:
+            raw_answer = get_field(row, answer_path)
+            if raw_answer is _MISSING or raw_answer is None:
+                reject(i, "missing_answer", f"no field {src.answer!r}")
+                continue
+            answer_seen = True
+            answer = _as_text(raw_answer)
+            if answer is None:
+                reject(i, "non_text_answer", f"{src.answer!r} is {type(raw_answer).__name__}")
+                continue
+            answer = answer.strip()
+            if not answer:
+                reject(i, "missing_answer", "empty answer")
+                continue
+            if len(answer) > cfg.max_answer_chars:
+                reject(i, "oversized_answer", f"{len(answer)} chars > max_answer_chars={cfg.max_answer_chars}")
+                continue
+        used = {str(problem_path[0])} | ({str(answer_path[0])} if answer_path else set())
+        meta = {k: v for k, v in row.items() if k not in used}
+        if src.kind == "reasoning_gym":
+            meta = row.get("metadata") or {}
+        good["problem_id"].append(problem_id(problem))
+        good["source"].append(src.name)
+        good["source_row"].append(i)
+        good["problem"].append(problem)
+        good["answer"].append(answer)
+        good["source_kind"].append(src.kind)
+        good["source_ref"].append(source_ref)
+        good["metadata"].append(json.dumps(meta, default=str, ensure_ascii=False) if meta else None)
+
+    # A field that no row has is a config mistake, not a thousand bad rows.
+    decodable = rows_read - sum(1 for r in bad["reason"] if r in ("invalid_json", "invalid_utf8", "not_an_object"))
+    if decodable > 0 and not problem_seen:
+        raise ConfigError(f"source '{src.name}': key 'problem': field {src.problem!r} is in no row (fields: {first_keys})")
+    if decodable > 0 and answer_path is not None and problem_seen and not answer_seen and not good["problem"]:
+        raise ConfigError(f"source '{src.name}': key 'answer': field {src.answer!r} is in no row (fields: {first_keys})")
+
+    return CollectedSource(
+        rows=pl.DataFrame(good, schema=RAW_COLUMNS),
+        rejected=pl.DataFrame(bad, schema=REJECTED_COLUMNS),
+        source_ref=source_ref,
+        rows_read=rows_read,
+    )

@@ -1,0 +1,172 @@
+-- r1-curator DuckDB schema. Applied idempotently by r1_assets.storage on every connection
+-- that writes. Every stage table carries run_id; `lineage` records one row per write.
+-- Row-level lineage: stage*_sft.generation_id -> distillations -> pass_rates / clean_problems
+-- -> contamination -> unique_problems.cluster_id -> raw_problems (source, source_row).
+
+CREATE TABLE IF NOT EXISTS raw_problems (
+    problem_id   VARCHAR NOT NULL,   -- stable hash of the normalised problem text
+    source       VARCHAR NOT NULL,   -- configured source name = partition key
+    source_row   BIGINT  NOT NULL,   -- 0-based row index in the source as read
+    problem      VARCHAR NOT NULL,   -- whitespace/unicode-normalised problem text
+    answer       VARCHAR,            -- reference answer, kept as given
+    source_kind  VARCHAR NOT NULL,   -- file | hf | reasoning_gym
+    source_ref   VARCHAR NOT NULL,   -- file path, hub id@revision, or gym task:seed
+    metadata     JSON,               -- the source row's other fields
+    run_id       VARCHAR NOT NULL,
+    PRIMARY KEY (source, source_row)
+);
+
+CREATE TABLE IF NOT EXISTS rejected_rows (
+    source       VARCHAR NOT NULL,
+    source_row   BIGINT,
+    stage        VARCHAR NOT NULL,   -- the asset that rejected the row
+    reason       VARCHAR NOT NULL,   -- short machine-readable reason, e.g. missing_answer
+    detail       VARCHAR,            -- human-readable detail (truncated value, error text)
+    run_id       VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS unique_problems (
+    problem_id   VARCHAR PRIMARY KEY,
+    cluster_id   VARCHAR NOT NULL,   -- problem_id of the cluster's representative (kept row)
+    source       VARCHAR NOT NULL,
+    source_row   BIGINT  NOT NULL,
+    problem      VARCHAR NOT NULL,
+    answer       VARCHAR,
+    cluster_size INTEGER NOT NULL,
+    run_id       VARCHAR NOT NULL
+);
+
+-- Every problem that was removed as a duplicate, and the representative that replaced it.
+CREATE TABLE IF NOT EXISTS duplicate_problems (
+    problem_id   VARCHAR NOT NULL,
+    source       VARCHAR NOT NULL,
+    source_row   BIGINT  NOT NULL,
+    cluster_id   VARCHAR NOT NULL,
+    method       VARCHAR NOT NULL,   -- exact | minhash
+    similarity   DOUBLE,
+    run_id       VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS benchmark_problems (
+    benchmark    VARCHAR NOT NULL,
+    benchmark_row BIGINT NOT NULL,
+    problem_id   VARCHAR NOT NULL,
+    problem      VARCHAR NOT NULL,
+    answer       VARCHAR,
+    run_id       VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS contamination (
+    problem_id    VARCHAR NOT NULL,
+    benchmark     VARCHAR NOT NULL,
+    benchmark_row BIGINT  NOT NULL,
+    method        VARCHAR NOT NULL,  -- ngram | exact_short | digit_stripped | minhash
+    score         DOUBLE,
+    evidence      VARCHAR,           -- the matching n-gram or similarity explanation
+    run_id        VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS clean_problems (
+    problem_id   VARCHAR PRIMARY KEY,
+    source       VARCHAR NOT NULL,
+    source_row   BIGINT  NOT NULL,
+    problem      VARCHAR NOT NULL,
+    answer       VARCHAR,
+    run_id       VARCHAR NOT NULL
+);
+
+-- Raw engine outputs, one row per sample, for every stage that samples a model.
+-- Kept so that re-scoring never needs regeneration; also the resume checkpoint.
+CREATE TABLE IF NOT EXISTS generations (
+    generation_id VARCHAR PRIMARY KEY, -- hash(purpose, problem_id, model, params_hash, sample_idx)
+    purpose       VARCHAR NOT NULL,    -- pass_rate | distillation | judge
+    problem_id    VARCHAR NOT NULL,
+    model         VARCHAR NOT NULL,
+    params_hash   VARCHAR NOT NULL,
+    params        JSON    NOT NULL,
+    sample_idx    INTEGER NOT NULL,
+    prompt        VARCHAR NOT NULL,
+    text          VARCHAR,
+    n_prompt_tokens INTEGER,
+    n_tokens      INTEGER,
+    finish_reason VARCHAR,
+    latency_s     DOUBLE,
+    error         VARCHAR,
+    shard         VARCHAR,
+    run_id        VARCHAR NOT NULL,
+    created_at    TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS pass_rates (
+    problem_id   VARCHAR NOT NULL,
+    model        VARCHAR NOT NULL,
+    params_hash  VARCHAR NOT NULL,
+    k            INTEGER NOT NULL,
+    n_correct    INTEGER,
+    pass_rate    DOUBLE,              -- NULL when the reference answer cannot be parsed
+    reference_status VARCHAR NOT NULL,-- ok | unparseable_reference | missing_reference
+    shard        VARCHAR NOT NULL,
+    run_id       VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS distillations (
+    generation_id VARCHAR PRIMARY KEY,
+    problem_id    VARCHAR NOT NULL,
+    model         VARCHAR NOT NULL,
+    params_hash   VARCHAR NOT NULL,
+    params        JSON NOT NULL,
+    sample_idx    INTEGER NOT NULL,
+    prompt        VARCHAR NOT NULL,
+    text          VARCHAR,
+    reasoning     VARCHAR,            -- inside <think>...</think> when present
+    final_answer  VARCHAR,            -- the part after the reasoning block
+    n_prompt_tokens INTEGER,
+    n_tokens      INTEGER,
+    finish_reason VARCHAR,
+    shard         VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS verified_distillations (
+    generation_id   VARCHAR PRIMARY KEY,
+    problem_id      VARCHAR NOT NULL,
+    correct         BOOLEAN,          -- NULL when it could not be decided
+    method          VARCHAR NOT NULL, -- math_verify | judge | none
+    verdict         VARCHAR NOT NULL, -- correct | wrong | unparseable_reference | unparseable_answer | timeout | error
+    extracted_answer VARCHAR,
+    format_ok       BOOLEAN NOT NULL,
+    format_issues   VARCHAR[],        -- e.g. {unclosed_think, no_final_answer, truncated, repetition}
+    judge_model     VARCHAR,
+    judge_verdict   VARCHAR,          -- EQUIVALENT | DIFFERENT | AMBIGUOUS
+    shard           VARCHAR NOT NULL,
+    run_id          VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS stage1_sft (
+    problem_id    VARCHAR PRIMARY KEY,
+    generation_id VARCHAR NOT NULL,
+    source        VARCHAR NOT NULL,
+    messages      JSON NOT NULL,      -- [{"role":"user",...},{"role":"assistant",...}]
+    pass_rate     DOUBLE,
+    run_id        VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS stage2_sft (
+    problem_id    VARCHAR PRIMARY KEY,
+    generation_id VARCHAR NOT NULL,
+    source        VARCHAR NOT NULL,
+    messages      JSON NOT NULL,
+    pass_rate     DOUBLE,
+    run_id        VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS lineage (
+    table_name   VARCHAR NOT NULL,
+    partition    VARCHAR NOT NULL,    -- '' for an unpartitioned table
+    run_id       VARCHAR NOT NULL,
+    inputs       JSON NOT NULL,       -- [{"table":..., "partition":..., "row_count":...}]
+    row_count    BIGINT NOT NULL,
+    params       JSON NOT NULL,
+    code_version VARCHAR NOT NULL,
+    created_at   TIMESTAMP NOT NULL
+);

@@ -1,0 +1,48 @@
+"""Shared fixtures: a temp R1_HOME/DAGSTER_HOME per test, configs, and the shared real data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# CI clones the project with ../shared beside it; R1_SHARED_DATA overrides.
+SHARED_DATA = Path(os.environ.get("R1_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or a clean skip where it is absent."""
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def r1_home(tmp_path, monkeypatch) -> Path:
+    """A fresh R1_HOME and DAGSTER_HOME (with the project's dagster.yaml) for one test."""
+    home = tmp_path / "r1home"
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    monkeypatch.setenv("R1_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.delenv("R1_CONFIG", raising=False)
+    return home
+
+
+@pytest.fixture
+def write_config(tmp_path, monkeypatch):
+    """Write a YAML config into the test's temp dir and point R1_CONFIG at it."""
+
+    def _write(config: dict, name: str = "r1.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        monkeypatch.setenv("R1_CONFIG", str(path))
+        return path
+
+    return _write
