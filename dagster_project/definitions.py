@@ -1,13 +1,15 @@
-"""The code location: ``dagster dev -w workspace.yaml`` or ``-m dagster_project.definitions``."""
+"""The code location: ``dagster dev -w workspace.yaml`` or ``-m dagster_project.definitions``.
 
-from __future__ import annotations
+Assets and asset checks are collected from the modules of ``dagster_project.assets``.
+"""
 
 import dagster as dg
 
-from dagster_project.assets import collection
+from dagster_project import assets
 from dagster_project.resources import R1Resource
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([collection]),
+    assets=dg.load_assets_from_package_module(assets),
+    asset_checks=dg.load_asset_checks_from_package_module(assets),
     resources={"r1": R1Resource()},
 )

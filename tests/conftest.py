@@ -46,3 +46,27 @@ def write_config(tmp_path, monkeypatch):
         return path
 
     return _write
+
+
+def run_dagster_materialize(select: str, partition: str | None = None, timeout: float = 900) -> str:
+    """A real headless Dagster run through the CLI, in a subprocess, with the test's env.
+
+    Partitions are read from R1_CONFIG when definitions load, so a test that writes its own
+    config runs Dagster in a fresh process. Returns combined output; raises on failure.
+    """
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project.definitions", "--select", select]
+    if partition is not None:
+        cmd += ["--partition", partition]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0 or "RUN_SUCCESS" not in out:
+        raise AssertionError(f"dagster materialize {select} {partition or ''} failed (rc={proc.returncode}):\n{out[-6000:]}")
+    return out
+
+
+@pytest.fixture
+def dagster_materialize():
+    return run_dagster_materialize
