@@ -8,8 +8,12 @@ import dagster as dg
 from dagster_project import assets
 from dagster_project.resources import R1Resource
 
+all_assets = dg.load_assets_from_package_module(assets)
+all_asset_checks = dg.load_asset_checks_from_package_module(assets)
+resources = {"r1": R1Resource()}
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_package_module(assets),
-    asset_checks=dg.load_asset_checks_from_package_module(assets),
-    resources={"r1": R1Resource()},
+    assets=all_assets,
+    asset_checks=all_asset_checks,
+    resources=resources,
 )

@@ -148,19 +148,63 @@ class VerificationConfig(_Section):
 
 
 class SplitsConfig(_Section):
+    """Light-R1's two-stage SFT curation (see r1_assets/splits.py for the exact rules).
+
+    Stage 1 keeps problems whose pass rate under ``difficulty.model`` is below ``alpha`` and
+    that have a verified, complete teacher solution. Stage 2 keeps the stage-1 problems whose
+    pass rate under ``stage2_model`` is below ``stage2_alpha`` and whose teacher samples are
+    neither all correct nor all wrong.
+    """
+
+    # Light-R1 kept problems a 1.5B model solves less than half the time; the embedded default
+    # raises it because a 135M model solves almost nothing.
     alpha: float = Field(default=0.5, ge=0, le=1)
+    # A `models:` role, or a model name as stored in pass_rates.model. None = difficulty.model,
+    # so stage2_alpha acts as a stricter threshold on the same pass rates.
     stage2_model: str | None = None
     stage2_alpha: float = Field(default=0.5, ge=0, le=1)
+    # One solution per problem: the shortest correct complete one (fewest tokens; SFT on
+    # shorter correct traces wastes less context), or a seeded random correct complete one.
     choice: Literal["shortest", "random"] = "shortest"
     seed: int = 0
-    max_per_source: int | None = None
-    max_per_band: int | None = None
+    # The user turn of `messages`: the bare problem text, or the exact prompt the teacher saw.
+    user_message: Literal["problem", "prompt"] = "problem"
+    # Balance caps (None = no cap). Capped problems are dropped in seeded-hash order, so the
+    # kept subset is reproducible and not biased towards short solutions.
+    max_per_source: int | None = Field(default=None, gt=0)
+    max_per_band: int | None = Field(default=None, gt=0)
+    # Difficulty bands over the stage-1 pass rate: [e0,e1), [e1,e2), ..., the last one closed.
+    # Quarters match k=8 samples (two pass counts per band).
+    band_edges: list[float] = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+    @model_validator(mode="after")
+    def _edges_increase(self) -> "SplitsConfig":
+        e = self.band_edges
+        if len(e) < 2 or any(b <= a for a, b in zip(e, e[1:])) or e[0] != 0 or e[-1] != 1:
+            raise ValueError(f"band_edges must increase from 0 to 1, got {e}")
+        return self
 
 
 class ExportConfig(_Section):
+    """Files written under ``$R1_HOME/exports/<split>/`` by the ``split_exports`` asset."""
+
+    splits: list[Literal["stage1_sft", "stage2_sft"]] = ["stage1_sft", "stage2_sft"]
+    # parquet and jsonl for trainers and people; hf = a datasets DatasetDict via save_to_disk.
+    formats: list[Literal["parquet", "jsonl", "hf"]] = ["parquet", "jsonl", "hf"]
+    # Pushing is opt-in: set push_to_hub and hub_repo; the token is read from the environment
+    # variable named by hub_token_env at push time and never stored or logged.
     push_to_hub: bool = False
-    hub_repo: str | None = None
+    hub_repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+    hub_private: bool = True
     hub_token_env: str = "HF_TOKEN"
+
+    @model_validator(mode="after")
+    def _hub_repo_when_pushing(self) -> "ExportConfig":
+        if self.push_to_hub and not self.hub_repo:
+            raise ValueError("push_to_hub needs key 'hub_repo' (owner/name)")
+        if self.push_to_hub and "hf" not in self.formats:
+            raise ValueError("push_to_hub needs 'hf' in formats")
+        return self
 
 
 class PipelineConfig(_Section):

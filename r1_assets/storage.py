@@ -134,7 +134,7 @@ class Store:
     # -- reads -----------------------------------------------------------------------
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
         with self.connect(read_only=True) as con:
-            return pl.from_arrow(con.execute(sql, params or []).fetch_arrow_table())
+            return con.execute(sql, params or []).pl()
 
     def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
         with self.connect(read_only=True) as con:

@@ -142,21 +142,36 @@ CREATE TABLE IF NOT EXISTS verified_distillations (
     run_id          VARCHAR NOT NULL
 );
 
+-- Light-R1 SFT splits (rules in r1_assets/splits.py). Each table is replaced as a whole;
+-- its selection params (alpha, choice, seed, caps, models) are in `lineage.params`.
 CREATE TABLE IF NOT EXISTS stage1_sft (
     problem_id    VARCHAR PRIMARY KEY,
-    generation_id VARCHAR NOT NULL,
-    source        VARCHAR NOT NULL,
-    messages      JSON NOT NULL,      -- [{"role":"user",...},{"role":"assistant",...}]
-    pass_rate     DOUBLE,
+    generation_id VARCHAR NOT NULL,   -- the chosen teacher sample (distillations.generation_id)
+    source        VARCHAR NOT NULL,   -- clean_problems.source (the dedupe cluster's representative)
+    messages      JSON NOT NULL,      -- [{"role":"user",...},{"role":"assistant","content":"<think>\n...\n</think>\n\n..."}]
+    pass_rate     DOUBLE NOT NULL,    -- under difficulty.model, pooled over its pass_rates rows
+    difficulty_band VARCHAR NOT NULL, -- splits.band_edges interval holding pass_rate, e.g. [0,0.25)
+    teacher_model VARCHAR NOT NULL,
+    n_tokens      INTEGER,            -- of the chosen sample
+    n_samples     INTEGER NOT NULL,   -- teacher samples of this problem
+    n_correct     INTEGER NOT NULL,   -- of which verified correct
+    n_wrong       INTEGER NOT NULL,   -- of which verified wrong (the rest are undecided)
     run_id        VARCHAR NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS stage2_sft (
     problem_id    VARCHAR PRIMARY KEY,
-    generation_id VARCHAR NOT NULL,
+    generation_id VARCHAR NOT NULL,   -- the same chosen sample as in stage1_sft
     source        VARCHAR NOT NULL,
     messages      JSON NOT NULL,
-    pass_rate     DOUBLE,
+    pass_rate     DOUBLE NOT NULL,    -- under difficulty.model (stage 1)
+    stage2_pass_rate DOUBLE NOT NULL, -- under splits.stage2_model
+    difficulty_band VARCHAR NOT NULL,
+    teacher_model VARCHAR NOT NULL,
+    n_tokens      INTEGER,
+    n_samples     INTEGER NOT NULL,
+    n_correct     INTEGER NOT NULL,
+    n_wrong       INTEGER NOT NULL,
     run_id        VARCHAR NOT NULL
 );
 

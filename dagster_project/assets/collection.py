@@ -25,13 +25,13 @@ def raw_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Materi
     store = r1.store()
     context.log.info(f"reading source '{source.name}' ({source.kind})")
     collected = collect_source(source, cfg, stage="raw_problems")
-    run_id = pl.lit(context.run_id)
+    run_id = pl.lit(context.run.run_id)
     store.replace_partition(
         "raw_problems",
         collected.rows.with_columns(run_id=run_id),
         where={"source": source.name},
         lineage=Lineage(
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             params=source.model_dump(),
             inputs=[{"table": collected.source_ref, "partition": "", "row_count": collected.rows_read}],
         ),

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# System packages the tests need beyond the venv: Debian's Chromium and ChromeDriver for
+# the browser test of the Dagster UI. Idempotent; needs root (CI and dev machines are).
+set -euo pipefail
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "chromium/chromedriver missing and cannot be installed here: the UI test will skip" >&2
+  fi
+fi
