@@ -53,7 +53,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q tests -m "not model and not ui"
 
 bench: setup
-	$(BIN)/python -m pytest -q tests/bench -p no:cacheprovider -s
+	$(BIN)/python -m pytest tests/bench -o python_files='bench_*.py' -s
 
 clean:
 	rm -rf $(R1_HOME)
