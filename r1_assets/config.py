@@ -58,8 +58,17 @@ class SourceConfig(_Section):
 
 
 class DedupeConfig(_Section):
-    # Defaults follow datatrove's MinHash config: 5-gram word shingles,
-    # 14 bands x 8 rows = 112 permutations, i.e. an LSH threshold near 0.72.
+    """Exact and near-duplicate removal (``unique_problems``).
+
+    Defaults follow datatrove's MinHash deduplication: word 5-gram shingles, 14 bands x 8 rows
+    = 112 permutations, an LSH threshold near (1/14)^(1/8) = 0.72. text-dedup uses the same
+    5-grams and a 0.7 threshold (with 256 permutations); 112 is within its accuracy at a
+    little under half the cost. Unlike both, LSH candidates are confirmed by their estimated
+    Jaccard similarity (``threshold``), which removes most of the banding's false positives.
+    """
+
+    # Tokens are lower-cased words and single symbols (``x^2+1`` -> x ^ 2 + 1): math lives in
+    # its symbols, so they count, and digits are kept (a changed number is a different problem).
     shingle_size: int = Field(default=5, gt=0)
     num_perm: int = Field(default=112, gt=0)
     bands: int = Field(default=14, gt=0)
@@ -68,8 +77,13 @@ class DedupeConfig(_Section):
     threshold: float = Field(default=0.7, gt=0, le=1)
     seed: int = 1
     # Representative choice inside a cluster: rows with an answer first, then this source order
-    # (sources not listed follow in config order).
+    # (sources not listed follow in config order), then the lower source_row.
     source_priority: list[str] = []
+    # LSH buckets larger than this (templated text) are linked to their next
+    # ``max_bucket_neighbors`` members only, so the candidate count stays linear.
+    max_bucket_neighbors: int = Field(default=64, gt=0)
+    # Rows per MinHash batch: bounds the working memory (~rows x 60 shingles x num_perm x 4 B).
+    batch_rows: int = Field(default=20_000, gt=0)
 
     @model_validator(mode="after")
     def _bands_fit(self) -> "DedupeConfig":
@@ -78,11 +92,43 @@ class DedupeConfig(_Section):
         return self
 
 
+# The instruction suffixes evaluation harnesses append to benchmark prompts (Qwen2.5-Math,
+# DeepSeek-R1, DeepScaleR/verl). They are not part of the problem, and left in they would make
+# every pool row that carries the same instruction share n-grams with every benchmark row.
+DEFAULT_STRIP_PHRASES = [
+    "Please reason step by step, and put your final answer within \\boxed{}.",
+    "Let's think step by step and output the final answer within \\boxed{}.",
+]
+
+
 class DecontaminationConfig(_Section):
+    """Decontamination of ``unique_problems`` against every configured benchmark (``clean_problems``)."""
+
+    # Each method is switchable; every hit records which one found it (contamination.method):
+    # - ngram: Open-R1's check (lower-case, collapse whitespace, any shared word n-gram); a pool
+    #   problem shorter than n words is matched on its whole text instead (method exact_short);
+    # - digit_stripped: Light-R1's exact match after removing digits and non-word characters,
+    #   which catches copies whose numbers were changed;
+    # - minhash: estimated Jaccard of the dedupe shingles (dedupe.shingle_size/num_perm/seed)
+    #   at or above minhash_threshold, which catches reworded copies.
     methods: list[Literal["ngram", "digit_stripped", "minhash"]] = ["ngram", "digit_stripped", "minhash"]
-    # Open-R1 uses word 8-grams; problems shorter than n words are matched on their whole text.
+    # Open-R1 uses word 8-grams.
     ngram: int = Field(default=8, gt=0)
-    minhash_threshold: float = Field(default=0.8, gt=0, le=1)
+    # Digit-stripped keys shorter than this never match: a key like "compute" (from
+    # "Compute $7^3$.") is a phrase, not a problem. 20 letters is about four words.
+    digit_stripped_min_chars: int = Field(default=20, ge=0)
+    minhash_threshold: float = Field(default=0.6, gt=0, le=1)
+    # LSH layout for the minhash method: 28 bands x 4 rows has its S-curve midpoint near
+    # (1/28)^(1/4) = 0.43, so pairs at the 0.6 threshold are found with probability > 0.99;
+    # the candidates are then confirmed by estimated Jaccard. Needs bands*rows <= dedupe.num_perm.
+    minhash_bands: int = Field(default=28, gt=0)
+    minhash_rows: int = Field(default=4, gt=0)
+    # Removed from benchmark and pool text before matching (exact substrings of the stored text).
+    strip_phrases: list[str] = DEFAULT_STRIP_PHRASES
+    # clusters: check every member of each kept near-duplicate cluster and drop the cluster when
+    #   any member matches (a kept row whose near-duplicate copies a benchmark is not clean);
+    # kept: check only the kept representatives (Open-R1's behaviour; cheaper).
+    scope: Literal["clusters", "kept"] = "clusters"
 
 
 class ModelConfig(_Section):

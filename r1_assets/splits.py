@@ -166,7 +166,7 @@ _WS = "chr(32) || chr(9) || chr(10) || chr(13)"
 
 
 def _stage1_sql(splits: SplitsConfig) -> str:
-    user = "c.problem" if splits.user_message == "problem" else "d.prompt"
+    user = "problem" if splits.user_message == "problem" else "prompt"
     return f"""
 CREATE OR REPLACE TEMP TABLE _stage1 AS
 WITH difficulty AS ({_PASS_RATE_CTE.format(ids="difficulty_ids")}),

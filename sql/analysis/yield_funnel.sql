@@ -1,0 +1,85 @@
+-- Per-source yield funnel: how many problems survive each step of the pipeline.
+--   1 raw          rows in raw_problems (before dedupe, so exact copies count)
+--   2 unique       unique_problems (one per dedupe cluster)
+--   3 clean        clean_problems (not contaminated)
+--   4 scored       clean problems with a pass rate under the difficulty model (reference parsed)
+--   5 passed_difficulty   pass rate < alpha
+--   6 distilled    ... that have at least one teacher sample
+--   7 verified     ... that have a verified correct, complete sample (finish_reason stop,
+--                  format_ok, non-empty reasoning): the stage-1 candidates before caps
+--   8 stage1_sft   rows of the stage-1 split
+--   9 stage2_sft   rows of the stage-2 split
+-- From step 2 on a problem counts for the source of its cluster's representative, so a source
+-- whose rows were mostly cross-source duplicates shrinks at step 2. Source '(all)' is the total.
+--
+-- @param model VARCHAR: the difficulty model as stored in pass_rates.model
+--   (default: the difficulty model of the latest stage1_sft run, else every model)
+-- @param alpha DOUBLE: the difficulty threshold (default: alpha of the latest stage1_sft run, else 0.5)
+--
+-- Columns: source, step, stage, problems, pct_of_raw, pct_of_previous
+WITH last_stage1 AS (
+    SELECT params FROM lineage WHERE table_name = 'stage1_sft' ORDER BY created_at DESC LIMIT 1
+),
+settings AS (
+    SELECT coalesce(getvariable('alpha')::DOUBLE, (SELECT (params->>'alpha')::DOUBLE FROM last_stage1), 0.5) AS alpha,
+           CASE WHEN getvariable('model') IS NOT NULL THEN [getvariable('model')::VARCHAR]
+                ELSE (SELECT from_json(params->'difficulty_model_ids', '["VARCHAR"]') FROM last_stage1) END AS model_ids
+),
+pooled AS (
+    SELECT problem_id, sum(n_correct)::DOUBLE / sum(k) AS pass_rate
+    FROM pass_rates, settings
+    WHERE reference_status = 'ok' AND pass_rate IS NOT NULL AND k > 0
+      AND (settings.model_ids IS NULL OR list_contains(settings.model_ids, model))
+    GROUP BY problem_id
+),
+distilled AS (SELECT DISTINCT problem_id FROM distillations),
+verified AS (
+    SELECT DISTINCT d.problem_id
+    FROM distillations d JOIN verified_distillations v USING (generation_id)
+    WHERE v.correct AND v.format_ok AND d.finish_reason = 'stop'
+      AND length(trim(coalesce(d.reasoning, ''), chr(32) || chr(9) || chr(10) || chr(13))) > 0
+),
+flags AS (
+    SELECT c.source,
+           p.pass_rate IS NOT NULL AS scored,
+           coalesce(p.pass_rate < s.alpha, false) AS passed,
+           dd.problem_id IS NOT NULL AS has_sample,
+           vv.problem_id IS NOT NULL AS has_verified
+    FROM clean_problems c
+    CROSS JOIN settings s
+    LEFT JOIN pooled p ON p.problem_id = c.problem_id
+    LEFT JOIN distilled dd ON dd.problem_id = c.problem_id
+    LEFT JOIN verified vv ON vv.problem_id = c.problem_id
+),
+counts AS (
+    SELECT source, 1 AS step, 'raw' AS stage, count(*) AS problems FROM raw_problems GROUP BY source
+    UNION ALL SELECT source, 2, 'unique', count(*) FROM unique_problems GROUP BY source
+    UNION ALL SELECT source, 3, 'clean', count(*) FROM clean_problems GROUP BY source
+    UNION ALL SELECT source, 4, 'scored', count(*) FILTER (WHERE scored) FROM flags GROUP BY source
+    UNION ALL SELECT source, 5, 'passed_difficulty', count(*) FILTER (WHERE passed) FROM flags GROUP BY source
+    UNION ALL SELECT source, 6, 'distilled', count(*) FILTER (WHERE passed AND has_sample) FROM flags GROUP BY source
+    UNION ALL SELECT source, 7, 'verified', count(*) FILTER (WHERE passed AND has_verified) FROM flags GROUP BY source
+    UNION ALL SELECT source, 8, 'stage1_sft', count(*) FROM stage1_sft GROUP BY source
+    UNION ALL SELECT source, 9, 'stage2_sft', count(*) FROM stage2_sft GROUP BY source
+),
+steps AS (
+    SELECT * FROM (VALUES (1, 'raw'), (2, 'unique'), (3, 'clean'), (4, 'scored'), (5, 'passed_difficulty'),
+                          (6, 'distilled'), (7, 'verified'), (8, 'stage1_sft'), (9, 'stage2_sft')) t(step, stage)
+),
+-- Every source gets every step, with 0 where nothing survived.
+grid AS (
+    SELECT s.source, st.step, st.stage, coalesce(c.problems, 0) AS problems
+    FROM (SELECT DISTINCT source FROM counts) s
+    CROSS JOIN steps st
+    LEFT JOIN counts c ON c.source = s.source AND c.step = st.step
+    UNION ALL
+    SELECT '(all)', st.step, st.stage, coalesce(sum(c.problems), 0)
+    FROM steps st LEFT JOIN counts c ON c.step = st.step
+    GROUP BY st.step, st.stage
+)
+SELECT source, step, stage, problems::BIGINT AS problems,
+       round(100.0 * problems / nullif(first_value(problems) OVER w, 0), 2) AS pct_of_raw,
+       round(100.0 * problems / nullif(lag(problems) OVER w, 0), 2) AS pct_of_previous
+FROM grid
+WINDOW w AS (PARTITION BY source ORDER BY step)
+ORDER BY source = '(all)' DESC, source, step
