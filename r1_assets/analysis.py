@@ -96,7 +96,7 @@ def execute_named_query(
     for key in query.params:
         # Names come from the query's own header (validated identifiers), values are bound.
         con.execute(f"SET VARIABLE {key} = ?", [params.get(key)])
-    return pl.from_arrow(con.execute(query.sql).fetch_arrow_table())
+    return pl.from_arrow(con.execute(query.sql).to_arrow_table())
 
 
 def run_named_query(

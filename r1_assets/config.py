@@ -114,6 +114,23 @@ class DecontaminationConfig(_Section):
     methods: list[Literal["ngram", "digit_stripped", "minhash"]] = ["ngram", "digit_stripped", "minhash"]
     # Open-R1 uses word 8-grams.
     ngram: int = Field(default=8, gt=0)
+    # An n-gram found in at least this many distinct benchmark problems is the benchmark's
+    # boilerplate ("where $m$ and $n$ are relatively prime positive", "is not divisible by the
+    # square of any"), not evidence of one problem: on the shared pools such phrases alone
+    # flagged ~1,900 AIME-style problems. 3 keeps n-grams shared by two rows, which is how the
+    # two wordings of one AIME 2025 problem overlap. 0 = Open-R1 exactly (every n-gram counts).
+    ngram_boilerplate_rows: int = Field(default=3, ge=0)
+    # The same from the pool's side: an n-gram that this many distinct pool problems share with
+    # a benchmark is phrasing ("$n$ is not divisible by the square of", "find the sum of all
+    # positive integers $n$"), since a copied problem is one problem (and its few near-copies),
+    # not dozens. On the shared pools the top phrases were shared by 30-150 problems, while the
+    # largest near-duplicate cluster holds 14 rows. 0 = count every n-gram.
+    ngram_boilerplate_pool_rows: int = Field(default=25, ge=0)
+    # Shared n-grams a (pool, benchmark) pair needs. 1 is Open-R1's rule (any shared n-gram):
+    # decontamination errs towards removal, since a missed copy invalidates an evaluation while a
+    # false hit costs one training problem. 2+ trades recall of number-changed copies (which
+    # digit_stripped still catches) for fewer hits on generic phrasing.
+    ngram_min_shared: int = Field(default=1, gt=0)
     # Digit-stripped keys shorter than this never match: a key like "compute" (from
     # "Compute $7^3$.") is a phrase, not a problem. 20 letters is about four words.
     digit_stripped_min_chars: int = Field(default=20, ge=0)
@@ -129,6 +146,19 @@ class DecontaminationConfig(_Section):
     #   any member matches (a kept row whose near-duplicate copies a benchmark is not clean);
     # kept: check only the kept representatives (Open-R1's behaviour; cheaper).
     scope: Literal["clusters", "kept"] = "clusters"
+    # A pool problem sharing n-grams with many benchmark rows records its strongest matches
+    # only (most shared n-grams first); it is contaminated either way.
+    max_matches_per_problem: int = Field(default=5, gt=0)
+    # Pool rows per chunk: bounds the working memory (tokens, n-grams and signatures of a chunk).
+    batch_rows: int = Field(default=50_000, gt=0)
+
+    @model_validator(mode="after")
+    def _methods_valid(self) -> "DecontaminationConfig":
+        if not self.methods:
+            raise ValueError("methods: enable at least one of ngram, digit_stripped, minhash")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods: duplicates in {self.methods}")
+        return self
 
 
 class ModelConfig(_Section):
@@ -144,15 +174,25 @@ class ModelConfig(_Section):
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     served_model_name: str | None = None
+    # Requests in flight; vllm serve batches them continuously, so this is its batch size.
     max_concurrency: int = Field(default=32, gt=0)
+    # Per request: a 16k-token R1 trace at ~30 tok/s per sequence takes ~9 minutes.
     request_timeout_s: float = Field(default=600.0, gt=0)
+    # Retries of 429/5xx/timeouts/dropped connections, with exponential backoff from
+    # retry_backoff_s (x2 per attempt, jittered, capped at 60 s).
     max_retries: int = Field(default=4, ge=0)
+    retry_backoff_s: float = Field(default=1.0, ge=0)
+    # Give up (keeping what finished) when this many requests in a row failed after their
+    # retries: the server is down, not one prompt bad.
+    failure_budget: int = Field(default=16, gt=0)
     # engine=vllm
     dtype: str = "auto"
     max_model_len: int | None = None
     enforce_eager: bool = False
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
+    # Samples per checkpoint write to `generations` (both engines) and, for vllm, sequences
+    # in flight (max_num_seqs): 64 is ~1000 tok/s for a 135M model on 2 CPU cores.
     batch_size: int = Field(default=64, gt=0)
 
 
@@ -165,13 +205,22 @@ class SamplingConfig(_Section):
 
 
 class DifficultyConfig(_Section):
+    """Pass rates (``pass_rates``): k samples per problem from ``model``, scored by math-verify."""
+
+    # A role in `models:`.
     model: str = "small"
     # Open-R1's pass-rate filter: k=8 samples at temperature 0.7, top_p 0.95.
     sampling: SamplingConfig = SamplingConfig()
     prompt_template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    # Problems per shard partition (Open-R1 runs 200 rows per job).
     shard_size: int = Field(default=200, gt=0)
     # Open-R1's demo band: keep 0.2 < pass_rate < 0.8.
     band: tuple[float, float] = (0.2, 0.8)
+    # Answer extraction: small models rarely write \boxed{}; lenient extraction falls back to
+    # the last number of the answer when there is no boxed/LaTeX answer (see difficulty.py).
+    lenient_extraction: bool = True
+    # Difficulty bands reported in the asset metadata: [e0,e1), ..., the last one closed.
+    band_edges: list[float] = [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
 class DistillationConfig(_Section):
@@ -267,6 +316,10 @@ class PipelineConfig(_Section):
     # Limits applied when normalising rows (longer rows go to rejected_rows as 'oversized').
     max_problem_chars: int = Field(default=20_000, gt=0)
     max_answer_chars: int = Field(default=2_000, gt=0)
+    # Folders that source and benchmark paths must stay inside (after resolving `..` and
+    # symlinks), relative to the config's folder; R1_DATA_ROOTS (os.pathsep-separated) adds
+    # more. Empty (the default) = no confinement, so `../shared/data/...` keeps working.
+    data_roots: list[str] = []
     # Folder the relative paths were resolved against; set by the loader.
     base_dir: str = "."
 
@@ -290,9 +343,21 @@ class PipelineConfig(_Section):
             raise ConfigError(f"models: no model '{role}' configured; configured: {sorted(self.models)}")
         return self.models[role]
 
+    def allowed_roots(self) -> list[Path]:
+        env = [r for r in os.environ.get("R1_DATA_ROOTS", "").split(os.pathsep) if r]
+        return [(Path(self.base_dir) / os.path.expanduser(r)).resolve() for r in [*self.data_roots, *env]]
+
     def resolve_path(self, path: str) -> Path:
+        """``path`` against the config's folder; refused when it leaves every allowed root."""
         p = Path(os.path.expanduser(path))
-        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+        resolved = (p if p.is_absolute() else Path(self.base_dir) / p).resolve()
+        roots = self.allowed_roots()
+        if roots and not any(resolved.is_relative_to(root) for root in roots):
+            raise ConfigError(
+                f"path {path!r} resolves to {resolved}, outside the allowed data roots "
+                f"{[str(r) for r in roots]} (config data_roots / R1_DATA_ROOTS)"
+            )
+        return resolved
 
 
 def _format_validation_error(err: ValidationError, raw: dict) -> str:

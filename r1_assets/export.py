@@ -140,7 +140,7 @@ def _write(store: Store, split: str, cfg: ExportConfig, run_id: str, out: Path) 
         for fmt, options in _FILE_FORMATS.items():
             if fmt in cfg.formats:
                 con.execute(f"COPY ({select}) TO {_sql_path(out / f'{split}.{fmt}')} {options}")
-        table = con.execute(select).fetch_arrow_table() if "hf" in cfg.formats else None
+        table = con.execute(select).to_arrow_table() if "hf" in cfg.formats else None
     if table is not None:
         import datasets
 

@@ -112,13 +112,37 @@ def _read_jsonl(path: Path) -> Iterator[Any]:
                 yield _BadRow("invalid_json", f"{err.msg} at column {err.colno}: {text[:120]!r}")
 
 
-def _read_file(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], str]:
-    path = cfg.resolve_path(src.path)
-    if not path.is_file():
-        raise ConfigError(f"source '{src.name}': key 'path': no such file {path}")
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def source_files(src: SourceConfig, cfg: PipelineConfig) -> list[Path]:
+    """The files of a ``kind: file`` source: its file, or every supported file of its folder.
+
+    A folder is a drop folder: each ``*.jsonl``/``*.json``/``*.parquet`` directly inside it
+    (hidden files skipped) belongs to the source, in name order. A file that resolves outside
+    the folder (a symlink) is refused, so a drop folder cannot be used to read anything else.
+    """
+    path = _resolve(src, cfg, src.path, "path")
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"source '{src.name}': key 'path': no such file or folder {path}")
+    files = []
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith(".") or entry.suffix not in FILE_SUFFIXES:
+            continue
+        target = entry.resolve()
+        if target.parent != path:
+            raise ConfigError(f"source '{src.name}': key 'path': {entry} points outside the folder {path}")
+        if target.is_file():
+            files.append(target)
+    return files
+
+
+def _read_one_file(src: SourceConfig, path: Path) -> Iterator[Any]:
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if suffix == ".jsonl":
-        return _read_jsonl(path), str(path)
+        return _read_jsonl(path)
     if suffix == ".json":
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
@@ -128,14 +152,38 @@ def _read_file(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], s
             # Common layouts: {"data": [...]} or {"rows": [...]}; otherwise it is one row.
             lists = [v for v in data.values() if isinstance(v, list)]
             data = lists[0] if len(lists) == 1 else [data]
-        return iter(data), str(path)
+        return iter(data)
     if suffix == ".parquet":
         try:
             frame = pl.read_parquet(path)
         except Exception as err:  # polars raises several error types for a broken file
             raise ConfigError(f"source '{src.name}': key 'path': cannot read parquet {path}: {err}") from None
-        return frame.iter_rows(named=True), str(path)
+        return frame.iter_rows(named=True)
     raise ConfigError(f"source '{src.name}': key 'path': unsupported file type '{path.suffix}' (jsonl, json, parquet)")
+
+
+def _read_folder(src: SourceConfig, files: list[Path]) -> Iterator[Any]:
+    # Rows of a drop folder say which file they came from (kept in raw_problems.metadata).
+    for path in files:
+        for row in _read_one_file(src, path):
+            if isinstance(row, dict):
+                row = {**row, "source_file": path.name}
+            yield row
+
+
+def _resolve(src: SourceConfig, cfg: PipelineConfig, path: str, key: str) -> Path:
+    try:
+        return cfg.resolve_path(path)
+    except ConfigError as err:
+        raise ConfigError(f"source '{src.name}': key '{key}': {err}") from None
+
+
+def _read_file(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], str]:
+    path = _resolve(src, cfg, src.path, "path")
+    files = source_files(src, cfg)
+    if path.is_dir():
+        return _read_folder(src, files), str(path)
+    return _read_one_file(src, path), str(path)
 
 
 def _read_hf(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], str]:
@@ -145,7 +193,7 @@ def _read_hf(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterator[Any], str
     data_files = src.data_files
     if data_files is not None:
         files = [data_files] if isinstance(data_files, str) else list(data_files)
-        data_files = [str(cfg.resolve_path(f)) for f in files]
+        data_files = [str(_resolve(src, cfg, f, "data_files")) for f in files]
     try:
         ds = datasets.load_dataset(
             src.dataset, name=src.config, split=src.split, revision=src.revision, data_files=data_files

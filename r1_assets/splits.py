@@ -258,7 +258,7 @@ _OUTCOMES = "SELECT source, outcome, count(*) AS problems FROM {table} GROUP BY 
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pl.DataFrame:
-    return pl.from_arrow(con.execute(sql, params or {}).fetch_arrow_table())
+    return pl.from_arrow(con.execute(sql, params or {}).to_arrow_table())
 
 
 def _input_counts(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -193,9 +193,12 @@ class Store:
                     _insert(con, "lineage", lineage_row)
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    try:
+                        con.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass  # a failed COMMIT (e.g. disk full) has already ended the transaction
                     raise
-        except (duckdb.IOException, OSError) as err:
+        except _WRITE_ERRORS as err:
             raise StorageError(_explain_io_error(self.path, err)) from None
         return frame.height
 
@@ -210,9 +213,14 @@ class Store:
                 con.execute(f"INSERT OR IGNORE INTO {quote_ident(table)} BY NAME SELECT * FROM _r1_frame")
                 con.unregister("_r1_frame")
                 after = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
-        except (duckdb.IOException, OSError) as err:
+        except _WRITE_ERRORS as err:
             raise StorageError(_explain_io_error(self.path, err)) from None
         return after - before
+
+
+# What a failed write raises: I/O errors, and a COMMIT that could not write its WAL
+# ("Failed to commit: ... No space left on device" is a TransactionException).
+_WRITE_ERRORS = (duckdb.IOException, duckdb.TransactionException, OSError)
 
 
 def _where(where: Mapping[str, Any] | None) -> tuple[str, list]:

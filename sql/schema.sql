@@ -48,20 +48,34 @@ CREATE TABLE IF NOT EXISTS duplicate_problems (
 );
 
 CREATE TABLE IF NOT EXISTS benchmark_problems (
-    benchmark    VARCHAR NOT NULL,
-    benchmark_row BIGINT NOT NULL,
+    benchmark    VARCHAR NOT NULL,   -- configured benchmark name
+    benchmark_row BIGINT NOT NULL,   -- 0-based row index in the benchmark as read
     problem_id   VARCHAR NOT NULL,
     problem      VARCHAR NOT NULL,
     answer       VARCHAR,
+    source_ref   VARCHAR NOT NULL,   -- file path or hub id@revision it was read from
+    run_id       VARCHAR NOT NULL,
+    PRIMARY KEY (benchmark, benchmark_row)
+);
+
+-- One row per configured benchmark per load: whether it loaded, and why not.
+CREATE TABLE IF NOT EXISTS benchmark_loads (
+    benchmark    VARCHAR NOT NULL,
+    status       VARCHAR NOT NULL,   -- loaded | failed | empty
+    row_count    BIGINT  NOT NULL,
+    rows_rejected BIGINT NOT NULL,
+    source_ref   VARCHAR,
+    error        VARCHAR,            -- the load error, phrased for the config's author
     run_id       VARCHAR NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS contamination (
-    problem_id    VARCHAR NOT NULL,
+    problem_id    VARCHAR NOT NULL,  -- the unique_problems row (cluster representative) excluded
+    matched_problem_id VARCHAR NOT NULL, -- the cluster member whose text matched (= problem_id, or a near-duplicate)
     benchmark     VARCHAR NOT NULL,
     benchmark_row BIGINT  NOT NULL,
     method        VARCHAR NOT NULL,  -- ngram | exact_short | digit_stripped | minhash
-    score         DOUBLE,
+    score         DOUBLE,            -- ngram: share of the benchmark row's n-grams; minhash: Jaccard; else 1
     evidence      VARCHAR,           -- the matching n-gram or similarity explanation
     run_id        VARCHAR NOT NULL
 );
@@ -97,14 +111,26 @@ CREATE TABLE IF NOT EXISTS generations (
     created_at    TIMESTAMP NOT NULL
 );
 
+-- Stable shard of each clean problem (pass_rates partitions); never reassigned once made.
+CREATE TABLE IF NOT EXISTS problem_shards (
+    problem_id   VARCHAR PRIMARY KEY,
+    shard        VARCHAR NOT NULL,    -- shard-00000, shard-00001, ...
+    run_id       VARCHAR NOT NULL
+);
+
+-- One row per (problem, model): samples in generations (purpose 'pass_rate', same params_hash).
 CREATE TABLE IF NOT EXISTS pass_rates (
     problem_id   VARCHAR NOT NULL,
-    model        VARCHAR NOT NULL,
-    params_hash  VARCHAR NOT NULL,
-    k            INTEGER NOT NULL,
-    n_correct    INTEGER,
-    pass_rate    DOUBLE,              -- NULL when the reference answer cannot be parsed
-    reference_status VARCHAR NOT NULL,-- ok | unparseable_reference | missing_reference
+    model        VARCHAR NOT NULL,    -- models.<role>.name (e.g. small_model, an HF id)
+    params_hash  VARCHAR NOT NULL,    -- r1_assets.engines.params_hash (model, sampling, prompt)
+    k            INTEGER NOT NULL,    -- samples scored (error-free generations)
+    n_correct    INTEGER,             -- NULL unless reference_status = 'ok'
+    pass_rate    DOUBLE,              -- n_correct / k; NULL unless reference_status = 'ok'
+    reference_status VARCHAR NOT NULL,-- ok | unparseable_reference | missing_reference | no_samples
+    n_boxed      INTEGER,             -- samples that wrote \boxed{}
+    n_last_number INTEGER,            -- samples whose answer came from the last-number fallback
+    n_unparseable_answer INTEGER,     -- samples with no extractable answer (count as wrong)
+    n_undecided  INTEGER,             -- verification timeout/error (count as wrong)
     shard        VARCHAR NOT NULL,
     run_id       VARCHAR NOT NULL
 );

@@ -153,8 +153,9 @@ def populate_world(store: Store, problems: list[Problem] | None = None) -> dict[
                            answer=p.answer, cluster_size=1 + len(p.duplicates), run_id=RUN))
         if p.contaminated_by:
             benchmark, brow, method = p.contaminated_by
-            bench.append(dict(benchmark=benchmark, benchmark_row=brow, problem_id=pid, problem=p.text, answer=p.answer, run_id=RUN))
-            contam.append(dict(problem_id=pid, benchmark=benchmark, benchmark_row=brow, method=method, score=1.0,
+            bench.append(dict(benchmark=benchmark, benchmark_row=brow, problem_id=pid, problem=p.text, answer=p.answer,
+                              source_ref=f"{benchmark}.jsonl", run_id=RUN))
+            contam.append(dict(problem_id=pid, matched_problem_id=pid, benchmark=benchmark, benchmark_row=brow, method=method, score=1.0,
                                evidence=" ".join(p.text.split()[:8]), run_id=RUN))
         else:
             clean.append(dict(problem_id=pid, source=p.source, source_row=r, problem=p.text, answer=p.answer, run_id=RUN))

@@ -13,6 +13,8 @@ from r1_assets.storage import Lineage
 
 @dg.asset(
     partitions_def=source_partitions,
+    # One source per run: each is its own transaction, and a failing source fails alone.
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     pool=DUCKDB_POOL,
     group_name="collection",
     kinds={"duckdb", "python"},

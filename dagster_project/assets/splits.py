@@ -82,7 +82,7 @@ def stage1_sft(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Material
     cfg = r1.pipeline()
     store = r1.store()
     context.log.info(f"selecting stage1_sft: alpha={cfg.splits.alpha}, choice={cfg.splits.choice}")
-    selection = build_split(store, cfg, "stage1_sft", context.run_id)
+    selection = build_split(store, cfg, "stage1_sft", context.run.run_id)
     context.log.info(f"stage1_sft: {selection.rows.height} rows; outcomes {selection.outcome_counts()}")
     return _split_result(store, selection, STAGE1_OUTCOMES, cfg.splits.band_edges)
 
@@ -99,7 +99,7 @@ def stage2_sft(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Material
     cfg = r1.pipeline()
     store = r1.store()
     context.log.info(f"selecting stage2_sft: model={cfg.splits.stage2_model}, stage2_alpha={cfg.splits.stage2_alpha}")
-    selection = build_split(store, cfg, "stage2_sft", context.run_id)
+    selection = build_split(store, cfg, "stage2_sft", context.run.run_id)
     context.log.info(f"stage2_sft: {selection.rows.height} rows; outcomes {selection.outcome_counts()}")
     return _split_result(store, selection, STAGE2_OUTCOMES, cfg.splits.band_edges)
 
@@ -116,7 +116,7 @@ def split_exports(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mater
     store = r1.store()
     summary, metadata = [], {}
     for split in cfg.export.splits:
-        result = export_split(store, split, cfg.export, context.run_id)
+        result = export_split(store, split, cfg.export, context.run.run_id)
         context.log.info(f"exported {split}: {result.rows} rows to {result.path}")
         if result.pushed_to:
             context.log.info(f"pushed {split} to the hub repo {result.pushed_to} (config {split})")
@@ -199,7 +199,8 @@ def _rows_are_verified(store: Store, split: str) -> dg.AssetCheckResult:
         WHERE v.correct IS NOT TRUE OR v.format_ok IS NOT TRUE OR d.finish_reason IS DISTINCT FROM 'stop'
            OR d.problem_id IS DISTINCT FROM s.problem_id
            OR json_array_length(s.messages) <> 2
-           OR s.messages->>'$[0].role' <> 'user' OR s.messages->>'$[1].role' <> 'assistant'
+           OR (s.messages->>'$[0].role') IS DISTINCT FROM 'user'
+           OR (s.messages->>'$[1].role') IS DISTINCT FROM 'assistant'
            OR NOT starts_with(s.messages->>'$[1].content', '<think>')
            OR strpos(s.messages->>'$[1].content', '</think>') = 0
         """

@@ -17,10 +17,12 @@ WITH pooled AS (
 ),
 binned AS (
     SELECT p.model, coalesce(c.source, '(not in clean_problems)') AS source,
-           -- The top bin is closed, so pass rate 1.0 falls into the last bin.
-           least(floor(p.pass_rate / coalesce(getvariable('bin_width'), 0.125)),
-                 ceil(1 / coalesce(getvariable('bin_width'), 0.125)) - 1)
-             * coalesce(getvariable('bin_width'), 0.125) AS bin_start
+           -- The top bin is closed, so pass rate 1.0 falls into the last bin. least() skips
+           -- NULLs, hence the explicit CASE that keeps unparseable problems out of every bin.
+           CASE WHEN p.pass_rate IS NOT NULL THEN
+               least(floor(p.pass_rate / coalesce(getvariable('bin_width'), 0.125)),
+                     ceil(1 / coalesce(getvariable('bin_width'), 0.125)) - 1)
+                 * coalesce(getvariable('bin_width'), 0.125) END AS bin_start
     FROM pooled p
     LEFT JOIN clean_problems c USING (problem_id)
 )

