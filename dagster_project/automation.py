@@ -162,6 +162,8 @@ def _last_materialized_at(instance: dg.DagsterInstance, partition: str) -> float
 @dg.sensor(
     name="source_file_sensor",
     minimum_interval_seconds=SENSOR_INTERVAL_S,
+    # Sensors that request backfills must name what they may target.
+    asset_selection=dg.AssetSelection.assets(RAW).downstream(depth=len(FILE_CHANGE_DOWNSTREAM)),
     description="Re-collects a file source (a file or a drop folder) when a file is added, changed or removed.",
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
@@ -232,6 +234,7 @@ if sync_shard_partitions is not None:
     shard_sensor = dg.sensor(
         name="shard_sensor",
         minimum_interval_seconds=SENSOR_INTERVAL_S,
+        asset_selection=dg.AssetSelection.assets(CLEAN).downstream(depth=1, include_self=False),
         description="Registers shard partitions after each clean_problems materialization and requests "
         "pass_rates for shards that have none.",
         default_status=dg.DefaultSensorStatus.STOPPED,

@@ -148,7 +148,10 @@ def funnel_chart(frame: pl.DataFrame, *, stage: str, count: str, group: str | No
         for i, name in enumerate(names):
             part = dict(frame.filter(pl.col(group) == name).select(stage, count).iter_rows())
             ax.barh([j + i * height for j in range(len(stages))], [part.get(s, 0) for s in stages], height=height, label=str(name))
-        ax.legend(fontsize=8, frameon=False)
+        if names:
+            ax.legend(fontsize=8, frameon=False)
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         offset = (len(names) - 1) * height / 2
     ax.set_yticks([j + offset for j in range(len(stages))], stages, fontsize=8)
     ax.invert_yaxis()  # first stage on top

@@ -224,22 +224,72 @@ class DifficultyConfig(_Section):
 
 
 class DistillationConfig(_Section):
+    """Teacher chain-of-thought samples (``distillations``), one partition per shard of ``pass_rates``."""
+
+    # A `models:` role. Production: DeepSeek-R1 behind an OpenAI-compatible server, or an
+    # R1-distill model on vLLM GPU executors; the embedded default uses the small model.
     model: str = "teacher"
-    # R1's recommended sampling: temperature 0.6, top_p 0.95.
+    # R1's recommended sampling: temperature 0.6, top_p 0.95; R1 needs up to 16k tokens
+    # (OpenR1-Math-220k used 16k). n=4 is inside OpenR1-Math's 2-4 generations per problem.
     sampling: SamplingConfig = SamplingConfig(n=4, temperature=0.6, top_p=0.95, max_tokens=16384)
+    # Open-R1's prompt.
     prompt_template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-    # Which problems to distil: pass rate (under difficulty.model) inside this closed band.
+    # Which problems of a shard to distil:
+    # - pass_rate_band: those whose pass rate under difficulty.model lies inside `band` (closed);
+    #   problems without a pass rate (unparseable/missing reference) are never selected;
+    # - all: every clean problem of the shard.
+    selection: Literal["pass_rate_band", "all"] = "pass_rate_band"
     band: tuple[float, float] = (0.0, 1.0)
+    # Unused: distillations share the pass_rates shards (difficulty.shard_size). Kept so
+    # existing configs stay valid.
     shard_size: int = Field(default=200, gt=0)
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> "DistillationConfig":
+        lo, hi = self.band
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"band must satisfy 0 <= low <= high <= 1, got {list(self.band)}")
+        return self
+
+
+DEFAULT_JUDGE_PROMPT = (
+    "You are checking a student's final answer to a math problem against the reference answer.\n\n"
+    "Problem:\n{problem}\n\nReference answer:\n{reference}\n\nStudent's final answer:\n{answer}\n\n"
+    "Are the two answers mathematically equivalent? Reply with exactly one word on the last line: "
+    "EQUIVALENT, DIFFERENT, or AMBIGUOUS (if the reference or the student's answer cannot be judged)."
+)
 
 
 class VerificationConfig(_Section):
+    """Checks of every teacher sample (``verified_distillations``)."""
+
+    # math-verify budget per sample (parse reference + parse answer + compare); Open-R1 uses 5 s.
     timeout_s: int = Field(default=5, gt=0)
-    workers: int | None = None
+    # Verification processes; None = the cores this process may use.
+    workers: int | None = Field(default=None, gt=0)
+    # Fall back to the last number of the text when math-verify extracts nothing. Off by
+    # default: a teacher is asked to box its answer, and unboxed ones are format problems.
+    lenient: bool = False
+    # Flag samples without a <think> block (for reasoning teachers such as R1 that must think).
+    require_think: bool = False
+    # Degenerate repetition: the text ends in a block (1..repetition_max_period chars) repeated
+    # at least repetition_min_repeats times covering repetition_min_chars, or the whole text of
+    # at least 2000 chars compresses below repetition_max_zlib_ratio (normal CoT is ~0.3).
+    repetition_max_period: int = Field(default=300, gt=0)
+    repetition_min_repeats: int = Field(default=4, gt=1)
+    repetition_min_chars: int = Field(default=200, gt=0)
+    repetition_max_zlib_ratio: float = Field(default=0.1, gt=0, le=1)
+    # Optional LLM judge (a `models:` role) for samples math-verify rejects or cannot parse; its
+    # EQUIVALENT/DIFFERENT/AMBIGUOUS is stored in judge_verdict, `correct` stays math-verify's.
     judge_model: str | None = None
-    max_unparseable_reference_share: float = 0.2
-    max_timeout_share: float = 0.05
-    warn_truncated_share: float = 0.5
+    judge_prompt_template: str = DEFAULT_JUDGE_PROMPT
+    # Greedy judging; a short answer is enough.
+    judge_sampling: SamplingConfig = SamplingConfig(n=1, temperature=0.0, top_p=1.0, max_tokens=512)
+    # Asset checks: fail above these shares of a shard's samples; warn when more than
+    # warn_truncated_share of them hit max_tokens.
+    max_unparseable_reference_share: float = Field(default=0.2, ge=0, le=1)
+    max_timeout_share: float = Field(default=0.05, ge=0, le=1)
+    warn_truncated_share: float = Field(default=0.5, ge=0, le=1)
 
 
 class SplitsConfig(_Section):

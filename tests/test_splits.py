@@ -229,7 +229,7 @@ def test_split_assets_attach_charts_and_tables(r1_home, tmp_path):
     md = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
     s1 = md["stage1_sft"]
     assert s1["dagster/row_count"].value == store.count("stage1_sft") == 16
-    for chart in ("token_lengths_chart", "difficulty_chart"):
+    for chart in ("token_lengths_chart", "difficulty_chart", "outcomes_chart"):
         assert s1[chart].value.startswith(f"![{chart[:-6]}](data:image/png;base64,iVBOR")  # a PNG
     assert "| selected |" in s1["outcomes"].value and "| too_easy |" in s1["outcomes"].value
     report = md["curation_report"]
@@ -242,3 +242,18 @@ def test_split_assets_attach_charts_and_tables(r1_home, tmp_path):
         assert exports[f"{split}_path"].path == str(r1_home / "exports" / split)
         assert exports[f"{split}_manifest"].data["rows"] == store.count(split)
         assert pl.read_parquet(r1_home / "exports" / split / f"{split}.parquet").height == store.count(split)
+
+
+def test_an_empty_split_still_materializes_exports_and_charts(r1_home, tmp_path):
+    store = Store(r1_home)
+    populate_world(store)
+    config = _write(tmp_path, "none.yaml", alpha=0.0)  # pass rate < 0: nothing qualifies
+    result = _materialize(r1_home, config, ["stage1_sft", "stage2_sft", "split_exports", "curation_report"])
+    assert result.success
+    md = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert md["stage1_sft"]["dagster/row_count"].value == 0 == md["stage2_sft"]["dagster/row_count"].value
+    assert "data:image/png;base64," in md["stage1_sft"]["token_lengths_chart"].value
+    assert pl.read_parquet(r1_home / "exports" / "stage1_sft" / "stage1_sft.parquet").height == 0
+    import datasets
+
+    assert datasets.load_from_disk(str(r1_home / "exports" / "stage2_sft" / "hf"))["train"].num_rows == 0

@@ -41,9 +41,15 @@ def unique_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
     names = [s.name for s in cfg.sources]
     rows = _configured_rows(store, "raw_problems", "source", names, "problem_id, source, source_row, problem, answer")
     per_source = dict(rows.group_by("source").len().iter_rows()) if rows.height else {}
-    missing = [n for n in names if n not in per_source]
+    # A source whose partition was never materialized is missing; one that was, but kept no
+    # rows, is not (its lineage row says so).
+    collected = set(store.query("SELECT DISTINCT partition FROM lineage WHERE table_name = 'raw_problems'")["partition"].to_list())
+    missing = [n for n in names if n not in per_source and f"source={n}" not in collected]
     if missing:
-        context.log.warning(f"raw_problems has no rows for sources {missing}: materialize those partitions first")
+        raise dg.Failure(
+            f"raw_problems was never materialized for sources {missing}; materialize those partitions"
+            " (e.g. a backfill of raw_problems) before deduplicating across all sources."
+        )
     context.log.info(f"deduplicating {rows.height:,} raw rows from {len(per_source)} sources")
 
     result = deduplicate(rows, cfg.dedupe, names, log=context.log.info)
@@ -67,7 +73,7 @@ def unique_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
             "per_source": dg.MetadataValue.md(markdown_table(result.per_source(rows), max_rows=100)),
             "cluster_sizes": dg.MetadataValue.md(_cluster_size_markdown(result.unique)),
             "near_duplicate_examples": dg.MetadataValue.md(_near_duplicate_examples(result, rows)),
-            "sources_without_rows": dg.MetadataValue.text(", ".join(missing) or "(none)"),
+            "sources_without_rows": dg.MetadataValue.text(", ".join(n for n in names if n not in per_source) or "(none)"),
         }
     )
 

@@ -32,9 +32,17 @@ def _outcomes_markdown(selection: SplitSelection, order: tuple[str, ...]) -> str
     return markdown_table(wide.sort("_rank").drop("_rank"), max_rows=len(order) + 1)
 
 
-def _split_charts(selection: SplitSelection, band_edges: list[float]) -> dict[str, dg.MetadataValue]:
+def _split_charts(
+    selection: SplitSelection, band_edges: list[float], order: tuple[str, ...]
+) -> dict[str, dg.MetadataValue]:
     rows = selection.rows
+    rank = {name: i for i, name in enumerate(order)}
+    outcomes = selection.outcomes.with_columns(
+        pl.col("outcome").replace_strict(rank, default=len(rank)).alias("_rank")
+    ).sort("_rank", "source")
     charts = {
+        "outcomes": funnel_chart(outcomes, stage="outcome", count="problems", group="source",
+                                 title=f"{selection.split}: why each input problem was kept or dropped"),
         "token_lengths": histogram_chart(
             rows["n_tokens"], groups=rows["source"], bins=20,
             title=f"{selection.split}: tokens of the chosen solutions, by source", xlabel="tokens",
@@ -60,7 +68,7 @@ def _split_result(store: Store, selection: SplitSelection, order: tuple[str, ...
             "mean_tokens": dg.MetadataValue.float(float(rows["n_tokens"].mean() or 0.0)),
             "selection_params": dg.MetadataValue.json(selection.params),
             "params_hash": dg.MetadataValue.text(selection.params_hash),
-            **_split_charts(selection, band_edges),
+            **_split_charts(selection, band_edges, order),
         }
     )
 

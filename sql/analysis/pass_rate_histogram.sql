@@ -7,31 +7,35 @@
 -- @param bin_width DOUBLE: bin width over [0, 1] (default 0.125 = one bin per pass count at k=8)
 --
 -- Columns: model, source (clean_problems.source), bin, bin_start (NULL = unparseable), problems
-WITH pooled AS (
+-- Speed: count per bin first, then format the few bin labels (printf per row is the slow part).
+WITH settings AS (
+    SELECT coalesce(getvariable('bin_width'), 0.125)::DOUBLE AS w, getvariable('model')::VARCHAR AS only_model
+),
+pooled AS (
     SELECT problem_id, model,
            sum(n_correct) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL)::DOUBLE
              / nullif(sum(k) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL), 0) AS pass_rate
     FROM pass_rates
-    WHERE getvariable('model') IS NULL OR model = getvariable('model')
+    WHERE (SELECT only_model FROM settings) IS NULL OR model = (SELECT only_model FROM settings)
     GROUP BY ALL
 ),
-binned AS (
+counts AS (
     SELECT p.model, coalesce(c.source, '(not in clean_problems)') AS source,
            -- The top bin is closed, so pass rate 1.0 falls into the last bin. least() skips
            -- NULLs, hence the explicit CASE that keeps unparseable problems out of every bin.
            CASE WHEN p.pass_rate IS NOT NULL THEN
-               least(floor(p.pass_rate / coalesce(getvariable('bin_width'), 0.125)),
-                     ceil(1 / coalesce(getvariable('bin_width'), 0.125)) - 1)
-                 * coalesce(getvariable('bin_width'), 0.125) END AS bin_start
+               least(floor(p.pass_rate / s.w), ceil(1 / s.w) - 1) END AS bin_index,
+           count(*) AS problems
     FROM pooled p
+    CROSS JOIN settings s
     LEFT JOIN clean_problems c USING (problem_id)
+    GROUP BY ALL
 )
-SELECT model, source,
-       CASE WHEN bin_start IS NULL THEN 'unparseable'
-            ELSE printf('[%.3g,%.3g%s', bin_start, least(1.0, bin_start + coalesce(getvariable('bin_width'), 0.125)),
-                        CASE WHEN bin_start + coalesce(getvariable('bin_width'), 0.125) >= 1 THEN ']' ELSE ')' END) END AS bin,
-       round(bin_start, 6) AS bin_start,
-       count(*) AS problems
-FROM binned
-GROUP BY ALL
+SELECT c.model, c.source,
+       CASE WHEN bin_index IS NULL THEN 'unparseable'
+            ELSE printf('[%.3g,%.3g%s', bin_index * s.w, least(1.0, (bin_index + 1) * s.w),
+                        CASE WHEN (bin_index + 1) * s.w >= 1 THEN ']' ELSE ')' END) END AS bin,
+       round(bin_index * s.w, 6) AS bin_start,
+       problems
+FROM counts c CROSS JOIN settings s
 ORDER BY model, source, bin_start NULLS LAST

@@ -6,24 +6,24 @@
 --
 -- Columns: model, correctness (correct | wrong | undecided | unverified), bin_start,
 --   bin_end (tokens, half-open [bin_start, bin_end)), samples
-WITH samples AS (
-    SELECT d.model, d.n_tokens,
-           CASE WHEN v.generation_id IS NULL THEN 'unverified'
-                WHEN v.correct THEN 'correct'
-                WHEN NOT v.correct THEN 'wrong'
-                ELSE 'undecided' END AS correctness
-    FROM distillations d
-    LEFT JOIN verified_distillations v USING (generation_id)
-    WHERE d.n_tokens IS NOT NULL
-      AND (getvariable('model') IS NULL OR d.model = getvariable('model'))
-),
-width AS (
-    SELECT greatest(1, ceil((max(n_tokens) + 1) / coalesce(getvariable('bins'), 20)))::BIGINT AS w FROM samples
+-- Speed: the bin width comes from distillations alone; the join is done once, then grouped.
+WITH width AS (
+    SELECT greatest(1, ceil((max(n_tokens) + 1) / coalesce(getvariable('bins'), 20)))::BIGINT AS w
+    FROM distillations
+    WHERE n_tokens IS NOT NULL AND (getvariable('model') IS NULL OR model = getvariable('model'))
 )
-SELECT model, correctness,
-       (n_tokens // w) * w AS bin_start,
-       (n_tokens // w + 1) * w AS bin_end,
+SELECT d.model,
+       CASE WHEN v.generation_id IS NULL THEN 'unverified'
+            WHEN v.correct THEN 'correct'
+            WHEN NOT v.correct THEN 'wrong'
+            ELSE 'undecided' END AS correctness,
+       (d.n_tokens // w) * w AS bin_start,
+       (d.n_tokens // w + 1) * w AS bin_end,
        count(*) AS samples
-FROM samples, width
+FROM distillations d
+LEFT JOIN verified_distillations v USING (generation_id)
+CROSS JOIN width
+WHERE d.n_tokens IS NOT NULL
+  AND (getvariable('model') IS NULL OR d.model = getvariable('model'))
 GROUP BY ALL
 ORDER BY model, correctness, bin_start

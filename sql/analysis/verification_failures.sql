@@ -10,36 +10,41 @@
 -- @param model VARCHAR: only this teacher model (default: every model)
 --
 -- Columns: model, kind, reason, samples, pct_of_samples (of that model's verified samples)
-WITH v AS (
-    SELECT v.*, d.model, d.finish_reason,
-           length(trim(coalesce(d.reasoning, ''), chr(32) || chr(9) || chr(10) || chr(13))) = 0 AS empty_reasoning
+-- Speed: one join of the two generation-sized tables, aggregated at once to a few hundred
+-- (model, outcome) groups; every kind of reason is then counted from those groups.
+WITH per_outcome AS (
+    SELECT d.model, d.finish_reason, v.verdict, v.correct, v.format_ok, v.format_issues, v.judge_verdict,
+           -- "no reasoning": nothing but whitespace (regexp, as trim() is ~20x slower on 1M rows)
+           NOT regexp_matches(coalesce(d.reasoning, ''), '\S') AS empty_reasoning,
+           count(*) AS n
     FROM verified_distillations v
     JOIN distillations d USING (generation_id)
     WHERE getvariable('model') IS NULL OR d.model = getvariable('model')
+    GROUP BY ALL
 ),
-totals AS (SELECT model, count(*) AS n FROM v GROUP BY model),
+totals AS (SELECT model, sum(n) AS n FROM per_outcome GROUP BY model),
 reasons AS (
-    SELECT model, 'verdict' AS kind, verdict AS reason, count(*) AS samples
-    FROM v WHERE verdict <> 'correct' GROUP BY ALL
+    SELECT model, 'verdict' AS kind, verdict AS reason, sum(n) AS samples
+    FROM per_outcome WHERE verdict <> 'correct' GROUP BY ALL
     UNION ALL
-    SELECT model, 'format_issue', issue, count(*)
-    FROM (SELECT model, unnest(format_issues) AS issue FROM v) GROUP BY ALL
+    SELECT model, 'format_issue', issue, sum(n)
+    FROM (SELECT model, unnest(format_issues) AS issue, n FROM per_outcome) GROUP BY ALL
     UNION ALL
-    SELECT model, 'finish_reason', coalesce(finish_reason, 'missing'), count(*)
-    FROM v WHERE finish_reason IS DISTINCT FROM 'stop' GROUP BY ALL
+    SELECT model, 'finish_reason', coalesce(finish_reason, 'missing'), sum(n)
+    FROM per_outcome WHERE finish_reason IS DISTINCT FROM 'stop' GROUP BY ALL
     UNION ALL
-    SELECT model, 'judge_verdict', judge_verdict, count(*)
-    FROM v WHERE judge_verdict IS NOT NULL GROUP BY ALL
+    SELECT model, 'judge_verdict', judge_verdict, sum(n)
+    FROM per_outcome WHERE judge_verdict IS NOT NULL GROUP BY ALL
     UNION ALL
-    SELECT model, 'split_exclusion', reason, count(*)
+    SELECT model, 'split_exclusion', reason, sum(n)
     FROM (
-        SELECT model, unnest(list_concat(
+        SELECT model, n, unnest(list_concat(
                    CASE WHEN finish_reason IS DISTINCT FROM 'stop' THEN ['not_stop'] ELSE [] END,
                    CASE WHEN NOT format_ok THEN ['format_not_ok'] ELSE [] END,
                    CASE WHEN empty_reasoning THEN ['empty_reasoning'] ELSE [] END)) AS reason
-        FROM v WHERE correct
+        FROM per_outcome WHERE correct
     ) GROUP BY ALL
 )
-SELECT r.model, r.kind, r.reason, r.samples, round(100.0 * r.samples / t.n, 2) AS pct_of_samples
+SELECT r.model, r.kind, r.reason, r.samples::BIGINT AS samples, round(100.0 * r.samples / t.n, 2) AS pct_of_samples
 FROM reasons r JOIN totals t USING (model)
 ORDER BY r.model, r.kind, r.samples DESC, r.reason

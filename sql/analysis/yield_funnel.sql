@@ -32,24 +32,24 @@ pooled AS (
       AND (settings.model_ids IS NULL OR list_contains(settings.model_ids, model))
     GROUP BY problem_id
 ),
-distilled AS (SELECT DISTINCT problem_id FROM distillations),
-verified AS (
-    SELECT DISTINCT d.problem_id
-    FROM distillations d JOIN verified_distillations v USING (generation_id)
-    WHERE v.correct AND v.format_ok AND d.finish_reason = 'stop'
-      AND length(trim(coalesce(d.reasoning, ''), chr(32) || chr(9) || chr(10) || chr(13))) > 0
+-- One join of the generation-sized tables, grouped per problem (cheaper than two DISTINCTs).
+per_problem AS (
+    SELECT d.problem_id,
+           bool_or(coalesce(v.correct AND v.format_ok, false) AND d.finish_reason = 'stop'
+                   AND regexp_matches(coalesce(d.reasoning, ''), '\S')) AS has_verified
+    FROM distillations d LEFT JOIN verified_distillations v USING (generation_id)
+    GROUP BY d.problem_id
 ),
 flags AS (
     SELECT c.source,
            p.pass_rate IS NOT NULL AS scored,
            coalesce(p.pass_rate < s.alpha, false) AS passed,
-           dd.problem_id IS NOT NULL AS has_sample,
-           vv.problem_id IS NOT NULL AS has_verified
+           pp.problem_id IS NOT NULL AS has_sample,
+           coalesce(pp.has_verified, false) AS has_verified
     FROM clean_problems c
     CROSS JOIN settings s
     LEFT JOIN pooled p ON p.problem_id = c.problem_id
-    LEFT JOIN distilled dd ON dd.problem_id = c.problem_id
-    LEFT JOIN verified vv ON vv.problem_id = c.problem_id
+    LEFT JOIN per_problem pp ON pp.problem_id = c.problem_id
 ),
 counts AS (
     SELECT source, 1 AS step, 'raw' AS stage, count(*) AS problems FROM raw_problems GROUP BY source

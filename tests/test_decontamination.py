@@ -1,0 +1,278 @@
+"""Decontamination: each method on crafted cases, the known overlaps of the shared data, and
+benchmark_problems -> clean_problems through a real Dagster CLI run."""
+
+import duckdb
+import polars as pl
+import pytest
+
+from r1_assets.config import DecontaminationConfig, DedupeConfig, parse_config
+from r1_assets.decontamination import decontaminate, decontaminate_clusters
+from r1_assets.sources import collect_source
+from r1_assets.storage import Lineage, Store
+from r1_assets.text import problem_id
+
+MATH = (
+    "A rectangular garden is surrounded by a path of uniform width. The garden measures 12 meters "
+    "by 8 meters and the total area of garden and path together is 221 square meters. How wide is the path?"
+)
+OTHER = "Find all primes p such that p squared plus two is also a prime number, and prove there are no others."
+
+
+def _pool(texts: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({"problem_id": [problem_id(t) for t in texts], "problem": texts})
+
+
+def _bench(items: list[tuple[str, str]]) -> pl.DataFrame:
+    return pl.DataFrame({
+        "benchmark": [b for b, _ in items],
+        "benchmark_row": list(range(len(items))),
+        "problem": [t for _, t in items],
+    })
+
+
+def _methods(hits: pl.DataFrame, text: str) -> set[str]:
+    return set(hits.filter(pl.col("problem_id") == problem_id(text))["method"].to_list())
+
+
+def test_ngram_hit_names_benchmark_row_and_evidence():
+    copy = "Solve this: " + MATH.split(". ", 1)[1]     # a verbatim part of the benchmark problem
+    result = decontaminate(_pool([copy, OTHER]), _bench([("b1", OTHER + " extra words here to be longer"), ("b1", MATH)]),
+                           DecontaminationConfig(methods=["ngram"]), DedupeConfig())
+    hit = result.hits.filter(pl.col("problem_id") == problem_id(copy)).row(0, named=True)
+    assert (hit["benchmark"], hit["benchmark_row"], hit["method"]) == ("b1", 1, "ngram")
+    assert "shared 8-grams" in hit["evidence"] and 0 < hit["score"] <= 1
+    # OTHER is a prefix of benchmark row 0 (17 words): it shares 8-grams with it too
+    assert _methods(result.hits, OTHER) == {"ngram"}
+
+
+def test_short_problems_caught_by_whole_text_in_both_directions():
+    short_pool, short_bench = "Compute $\\dbinom{8}{4}$.", "What is $7^3$?"
+    bench = _bench([("math", "compute  $\\dbinom{8}{4}$."), ("math", short_bench)])
+    result = decontaminate(_pool([short_pool, "WHAT IS $7^3$?", "Compute $\\dbinom{9}{4}$."]), bench,
+                           DecontaminationConfig(methods=["ngram"]), DedupeConfig())
+    assert _methods(result.hits, short_pool) == {"exact_short"}
+    assert _methods(result.hits, "WHAT IS $7^3$?") == {"exact_short"}
+    assert _methods(result.hits, "Compute $\\dbinom{9}{4}$.") == set()   # a different number is a different problem
+    # Open-R1's rule alone (no whole-text match) could never catch them: fewer than 8 words
+    assert result.hits["method"].unique().to_list() == ["exact_short"]
+
+
+def test_number_changed_copy_caught_by_digit_stripped_only():
+    changed = MATH.replace("12", "15").replace("8 meters", "9 meters").replace("221", "300")
+    # numbers every few words: no 8-gram survives unchanged in this short problem
+    bench_text = "If 3 apples cost 6 dollars and 5 pears cost 10 dollars, what do 7 apples and 2 pears cost?"
+    pool_text = "If 4 apples cost 8 dollars and 6 pears cost 15 dollars, what do 9 apples and 3 pears cost?"
+    bench = _bench([("gsm", MATH), ("gsm", bench_text)])
+    result = decontaminate(_pool([changed, pool_text]), bench, DecontaminationConfig(), DedupeConfig())
+    assert "digit_stripped" in _methods(result.hits, changed)
+    assert _methods(result.hits, pool_text) == {"digit_stripped"}
+    hit = result.hits.filter(pl.col("problem_id") == problem_id(pool_text)).row(0, named=True)
+    assert hit["benchmark_row"] == 1 and "ifapplescost" in hit["evidence"]
+    # switched off, the copy passes: each method is really switchable
+    off = decontaminate(_pool([pool_text]), bench, DecontaminationConfig(methods=["ngram", "minhash"]), DedupeConfig())
+    assert off.hits.height == 0
+
+
+def test_minhash_catches_reworded_copy():
+    reworded = MATH.replace("A rectangular garden", "A garden shaped like a rectangle").replace("How wide", "What is the width")
+    cfg = DecontaminationConfig(methods=["minhash"], minhash_threshold=0.5)
+    result = decontaminate(_pool([reworded, OTHER]), _bench([("b", MATH)]), cfg, DedupeConfig())
+    assert _methods(result.hits, reworded) == {"minhash"} and _methods(result.hits, OTHER) == set()
+    assert result.hits["score"].item() >= 0.5
+
+
+def test_boilerplate_ngrams_are_not_evidence():
+    tail = "where $m$ and $n$ are relatively prime positive integers. Find $m+n$."
+    bench = _bench([("aime", f"Problem {w} about a {w} configuration of points, expressed as $\\frac{{m}}{{n}}$, {tail}")
+                    for w in ["circle", "square", "triangle"]])
+    pool = _pool([f"An unrelated counting question with answer $\\frac{{m}}{{n}}$, {tail}"])
+    assert decontaminate(pool, bench, DecontaminationConfig(methods=["ngram"]), DedupeConfig()).hits.height == 0
+    exact_open_r1 = DecontaminationConfig(methods=["ngram"], ngram_boilerplate_rows=0, ngram_boilerplate_pool_rows=0)
+    assert decontaminate(pool, bench, exact_open_r1, DedupeConfig()).hits.height == 3
+
+
+def test_strip_phrases_remove_harness_instructions():
+    instr = "Please reason step by step, and put your final answer within \\boxed{}."
+    pool = _pool([f"Let x be a number. {instr}"])
+    bench = _bench([("b", f"An entirely different problem about y. {instr}")])
+    assert decontaminate(pool, bench, DecontaminationConfig(), DedupeConfig()).hits.height == 0
+    kept = DecontaminationConfig(strip_phrases=[])
+    assert decontaminate(pool, bench, kept, DedupeConfig()).hits.height > 0
+
+
+def test_cluster_member_match_removes_the_representative():
+    member_text = MATH
+    unique = pl.DataFrame({"problem_id": ["rep", "other"], "cluster_id": ["rep", "other"],
+                           "problem": ["A kept wording that shares nothing with any benchmark at all.", OTHER]})
+    members = pl.DataFrame({"problem_id": ["member"], "cluster_id": ["rep"], "problem": [member_text]})
+    out = decontaminate_clusters(unique, members, _bench([("b", MATH)]), DecontaminationConfig(), DedupeConfig())
+    assert out.clean["problem_id"].to_list() == ["other"]
+    assert set(out.contamination["problem_id"]) == {"rep"} and set(out.contamination["matched_problem_id"]) == {"member"}
+    kept_only = decontaminate_clusters(unique, members, _bench([("b", MATH)]), DecontaminationConfig(scope="kept"), DedupeConfig())
+    assert kept_only.clean.height == 2
+
+
+def test_config_needs_a_method():
+    with pytest.raises(ValueError, match="at least one"):
+        DecontaminationConfig(methods=[])
+
+
+# -- the shared data -------------------------------------------------------------------------
+POOLS = {
+    "math_train": ("pools/math_train.json", "problem", "answer"),
+    "aime_old": ("pools/aime_1983_2023.json", "problem", "answer"),
+    "dapo": ("pools/dapo_math_17k.parquet", "prompt[0].content", "reward_model.ground_truth"),
+}
+BENCHMARKS = {
+    "math500": ("benchmarks/math500.jsonl", "problem"),
+    "amc23": ("benchmarks/amc23.jsonl", "problem"),
+    "aime25_I": ("benchmarks/aime25_I.jsonl", "problem"),
+    "aime25_II": ("benchmarks/aime25_II.jsonl", "problem"),
+    "aime25_alt": ("benchmarks/aime25_alt_wording.jsonl", "prompt"),
+}
+
+
+@pytest.fixture(scope="module")
+def shared_hits():
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    cfg = parse_config({
+        "sources": [{"name": n, "kind": "file", "path": str(SHARED_DATA / p), "problem": q, "answer": a}
+                    for n, (p, q, a) in POOLS.items()],
+        "benchmarks": [{"name": n, "kind": "file", "path": str(SHARED_DATA / p), "problem": q, "answer": "answer"}
+                       for n, (p, q) in BENCHMARKS.items()],
+    }, SHARED_DATA)
+    # Each source on its own (the same problem in two pools is two pool rows here).
+    pool = (pl.concat([collect_source(s, cfg).rows for s in cfg.sources])
+            .with_columns(problem_id=pl.col("source") + ":" + pl.col("problem_id"))
+            .unique("problem_id", keep="first", maintain_order=True))
+    bench = pl.concat([collect_source(b, cfg, "benchmark_problems").rows for b in cfg.benchmarks]).select(
+        benchmark="source", benchmark_row="source_row", problem="problem")
+    result = decontaminate(pool.select("problem_id", "problem"), bench, cfg.decontamination, cfg.dedupe)
+    hits = (result.hits.join(pool.select("problem_id", "source", pool_problem="problem"), on="problem_id")
+            .join(bench.rename({"problem": "benchmark_problem"}), on=["benchmark", "benchmark_row"]))
+    return hits, pool, bench
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def test_math_train_near_copies_of_math500_with_numbers_changed(shared_hits):
+    h = shared_hits[0].filter(pl.col("source") == "math_train", pl.col("benchmark") == "math500")
+    assert h["problem_id"].n_unique() > 300
+    changed = h.filter(pl.col("method") == "digit_stripped").filter(
+        pl.struct("pool_problem", "benchmark_problem").map_elements(
+            lambda r: _digits(r["pool_problem"]) != _digits(r["benchmark_problem"]), return_dtype=pl.Boolean))
+    assert changed.height >= 20      # same words, other numbers: only digit_stripped can see these
+
+
+def test_dapo_holds_math500_and_amc23_verbatim(shared_hits):
+    hits, pool, bench = shared_hits
+    dapo = pool.filter(pl.col("source") == "dapo")
+    # Found independently of the matcher: DAPO rows that contain a benchmark problem's text.
+    verbatim = []
+    for b in bench.filter(pl.col("benchmark").is_in(["math500", "amc23"])).iter_rows(named=True):
+        for pid in dapo.filter(pl.col("problem").str.contains(b["problem"][:200], literal=True))["problem_id"].to_list():
+            verbatim.append((pid, b["benchmark"], b["benchmark_row"]))
+    per_bench = {name: len({r for _, n, r in verbatim if n == name}) for name in ["math500", "amc23"]}
+    assert per_bench["math500"] >= 5 and per_bench["amc23"] >= 10
+    # every one of them is caught, by the n-gram method itself, against the right benchmark row
+    caught = set(hits.filter(pl.col("method").is_in(["ngram", "exact_short"]))
+                 .select("problem_id", "benchmark", "benchmark_row").iter_rows())
+    assert set(verbatim) <= caught
+
+
+def test_old_aime_pool_holds_problems_math_reused(shared_hits):
+    h = shared_hits[0].filter(pl.col("source") == "aime_old", pl.col("benchmark") == "math500")
+    assert h["benchmark_row"].n_unique() >= 10
+    strong = h.filter(pl.col("method").is_in(["digit_stripped", "minhash"]) | (pl.col("score") > 0.5))
+    assert strong.height >= 5
+
+
+def test_aime25_both_wordings_matter(shared_data):
+    cfg = parse_config({"sources": [], "benchmarks": [
+        {"name": n, "kind": "file", "path": str(shared_data / p), "problem": q, "answer": "answer"}
+        for n, (p, q) in BENCHMARKS.items() if n.startswith("aime25")]}, shared_data)
+    rows = {b.name: collect_source(b, cfg, "benchmark_problems").rows for b in cfg.benchmarks}
+    as_bench = {n: r.select(benchmark="source", benchmark_row="source_row", problem="problem") for n, r in rows.items()}
+    alt_pool = rows["aime25_alt"].select("problem_id", "problem")
+    # against one wording only, several of the other wording's problems slip through
+    one = decontaminate(alt_pool, pl.concat([as_bench["aime25_I"], as_bench["aime25_II"]]), cfg.decontamination, cfg.dedupe)
+    assert 20 <= one.hits["problem_id"].n_unique() < 30
+    # against both, every problem of either wording is caught
+    both = pl.concat(list(as_bench.values()))
+    pool = pl.concat([r.select("problem_id", "problem") for r in rows.values()])
+    all_hits = decontaminate(pool, both, cfg.decontamination, cfg.dedupe)
+    assert all_hits.hits["problem_id"].n_unique() == pool["problem_id"].n_unique() == 60
+
+
+# -- Dagster ---------------------------------------------------------------------------------
+def _seed_raw(cfg, store: Store) -> None:
+    """raw_problems as the collection asset writes it (real reader, real store)."""
+    for src in cfg.sources:
+        collected = collect_source(src, cfg)
+        store.replace_partition("raw_problems", collected.rows.with_columns(run_id=pl.lit("seed")),
+                                where={"source": src.name}, lineage=Lineage(run_id="seed"))
+
+
+def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, write_config, dagster_materialize):
+    config = {
+        "sources": [
+            {"name": "math_train", "kind": "file", "path": str(shared_data / "pools/math_train.json"), "limit": 2000},
+            {"name": "dapo", "kind": "file", "path": str(shared_data / "pools/dapo_math_17k.parquet"),
+             "problem": "prompt[0].content", "answer": "reward_model.ground_truth", "limit": 3000},
+        ],
+        "benchmarks": [
+            {"name": "math500", "kind": "file", "path": str(shared_data / "benchmarks/math500.jsonl")},
+            {"name": "amc23", "kind": "file", "path": str(shared_data / "benchmarks/amc23.jsonl")},
+        ],
+    }
+    path = write_config(config)
+    store = Store(r1_home)
+    from r1_assets.config import load_config
+    _seed_raw(load_config(path), store)
+    dagster_materialize("+clean_problems")
+
+    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+        q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+        raw, unique, dups = q("SELECT (SELECT count(*) FROM raw_problems), (SELECT count(*) FROM unique_problems),"
+                              " (SELECT count(*) FROM duplicate_problems)")[0]
+        assert unique + dups == raw and dups > 0
+        assert q("SELECT benchmark, status, row_count FROM benchmark_loads ORDER BY 1") == [("amc23", "loaded", 40), ("math500", "loaded", 500)]
+        hits = dict(q("SELECT benchmark, count(DISTINCT problem_id) FROM contamination GROUP BY 1"))
+        assert hits["math500"] > 100 and hits["amc23"] > 0
+        clean = q("SELECT count(*) FROM clean_problems")[0][0]
+        flagged = q("SELECT count(DISTINCT problem_id) FROM contamination")[0][0]
+        assert clean == unique - flagged
+        assert q("SELECT count(*) FROM contamination c JOIN clean_problems USING (problem_id)") == [(0,)]
+        assert q("SELECT count(*) FROM contamination c LEFT JOIN benchmark_problems b USING (benchmark, benchmark_row)"
+                 " WHERE b.problem IS NULL") == [(0,)]
+        lineage = {t: (n, json) for t, n, json in q(
+            "SELECT table_name, row_count, inputs FROM lineage WHERE table_name IN"
+            " ('unique_problems', 'benchmark_problems', 'clean_problems')")}
+        assert lineage["unique_problems"][0] == unique and '"raw_problems"' in lineage["unique_problems"][1]
+        assert lineage["clean_problems"][0] == clean and '"math500"' in lineage["clean_problems"][1]
+        assert lineage["benchmark_problems"][0] == 540
+
+    # A benchmark file that is not there: the blocking check fails the run, clean_problems is not rewritten.
+    config["benchmarks"][1]["path"] = str(shared_data / "benchmarks/amc23_moved.jsonl")
+    write_config(config)
+    with pytest.raises(AssertionError) as failed:
+        dagster_materialize("+clean_problems")
+    assert "benchmarks_loaded" in str(failed.value)
+    # The check's own message (in the UI and the run's event log) says which benchmark and why.
+    import dagster as dg
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        evaluations = [e.dagster_event.event_specific_data for e in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    failed_check = next(e for e in evaluations if e.check_name == "benchmarks_loaded")
+    assert not failed_check.passed
+    assert "'amc23'" in failed_check.description and "amc23_moved.jsonl" in failed_check.description
+    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM clean_problems").fetchone()[0] == clean
+        assert con.execute("SELECT status FROM benchmark_loads WHERE benchmark='amc23'").fetchone() == ("failed",)
