@@ -49,6 +49,11 @@ def quote_ident(name: str) -> str:
     return f'"{name}"'
 
 
+def lineage_params_json(params: dict[str, Any]) -> str:
+    """Params as ``lineage.params`` stores them: redacted, canonical JSON (comparable across runs)."""
+    return json.dumps(redact(params), sort_keys=True, default=str)
+
+
 def redact(value: Any) -> Any:
     """Drop secret-looking keys from nested params before they are stored or shown."""
     if isinstance(value, Mapping):
@@ -177,7 +182,7 @@ class Store:
                 "run_id": [lineage.run_id],
                 "inputs": [json.dumps(lineage.inputs, sort_keys=True, default=str)],
                 "row_count": [frame.height],
-                "params": [json.dumps(redact(lineage.params), sort_keys=True, default=str)],
+                "params": [lineage_params_json(lineage.params)],
                 "code_version": [code_version()],
                 "created_at": [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
             }

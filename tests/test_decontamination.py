@@ -276,3 +276,19 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
     with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM clean_problems").fetchone()[0] == clean
         assert con.execute("SELECT status FROM benchmark_loads WHERE benchmark='amc23'").fetchone() == ("failed",)
+
+
+def test_packaged_cluster_profile_and_shared_example_parse():
+    from r1_assets.config import load_config
+    from tests.conftest import REPO_ROOT
+
+    cluster = load_config(REPO_ROOT / "r1_assets/defaults/cluster.yaml")
+    hub = {b.name: (b.dataset, b.config, b.split) for b in cluster.benchmarks}
+    assert hub["math500"] == ("HuggingFaceH4/MATH-500", None, "test")
+    assert hub["gpqa_diamond"] == ("Idavidrein/gpqa", "gpqa_diamond", "train")
+    assert hub["gsm8k_test"] == ("openai/gsm8k", "main", "test")
+    assert {"aime24", "aime25_I", "aime25_II", "aime25_alt", "amc23"} <= set(hub)
+    assert cluster.model("teacher").engine == "openai"
+    example = load_config(REPO_ROOT / "examples/shared_data.yaml")
+    assert example.resolve_path(example.benchmarks[0].path) == (REPO_ROOT.parent / "shared/data/benchmarks/math500.jsonl").resolve()
+    assert len(example.sources) == 5 and len(example.benchmarks) == 7

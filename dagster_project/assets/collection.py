@@ -1,6 +1,8 @@
 """Raw collection: one partition of ``raw_problems`` per configured source."""
 
 
+import json
+
 import dagster as dg
 import polars as pl
 
@@ -8,7 +10,8 @@ from dagster_project.metadata import counts_markdown, table_metadata
 from dagster_project.partitions import source_partitions
 from dagster_project.resources import DUCKDB_POOL, R1Resource
 from r1_assets.sources import collect_source
-from r1_assets.storage import Lineage
+from r1_assets.config import SourceConfig
+from r1_assets.storage import Lineage, Store, lineage_params_json
 
 
 @dg.asset(
@@ -23,40 +26,60 @@ from r1_assets.storage import Lineage
 )
 def raw_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.MaterializeResult:
     cfg = r1.pipeline()
-    source = cfg.source(context.partition_key)
+    return dg.MaterializeResult(
+        metadata=collect_partition(r1, cfg.source(context.partition_key), context.run.run_id, context.log)
+    )
+
+
+def collect_partition(r1: R1Resource, source: SourceConfig, run_id: str, log) -> dict:
+    """Collect one source into its raw_problems partition (one transaction); returns the metadata.
+
+    Shared by ``raw_problems`` and by ``unique_problems``, which brings uncollected or
+    reconfigured sources up to date first so that ``--select '+clean_problems'`` runs headless.
+    """
     store = r1.store()
-    context.log.info(f"reading source '{source.name}' ({source.kind})")
-    collected = collect_source(source, cfg, stage="raw_problems")
-    run_id = pl.lit(context.run.run_id)
+    log.info(f"reading source '{source.name}' ({source.kind})")
+    collected = collect_source(source, r1.pipeline(), stage="raw_problems")
+    run_id_col = pl.lit(run_id)
     store.replace_partition(
         "raw_problems",
-        collected.rows.with_columns(run_id=run_id),
+        collected.rows.with_columns(run_id=run_id_col),
         where={"source": source.name},
         lineage=Lineage(
-            run_id=context.run.run_id,
+            run_id=run_id,
             params=source.model_dump(),
             inputs=[{"table": collected.source_ref, "partition": "", "row_count": collected.rows_read}],
         ),
         extra={
             "rejected_rows": (
-                collected.rejected.with_columns(run_id=run_id),
+                collected.rejected.with_columns(run_id=run_id_col),
                 {"source": source.name, "stage": "raw_problems"},
             )
         },
     )
-    rejected = collected.rejected_by_reason()
-    context.log.info(
+    log.info(
         f"source '{source.name}': {collected.rows.height} rows kept, {collected.rejected.height} rejected of {collected.rows_read} read"
     )
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(
-                store, "raw_problems", {"source": source.name},
-                preview_columns=["problem_id", "source_row", "problem", "answer"],
-            ),
-            "rows_read": dg.MetadataValue.int(collected.rows_read),
-            "rows_rejected": dg.MetadataValue.int(collected.rejected.height),
-            "rejected_by_reason": dg.MetadataValue.md(counts_markdown(rejected)),
-            "source_ref": dg.MetadataValue.text(collected.source_ref),
-        }
+    return {
+        **table_metadata(
+            store, "raw_problems", {"source": source.name},
+            preview_columns=["problem_id", "source_row", "problem", "answer"],
+        ),
+        "rows_read": dg.MetadataValue.int(collected.rows_read),
+        "rows_rejected": dg.MetadataValue.int(collected.rejected.height),
+        "rejected_by_reason": dg.MetadataValue.md(counts_markdown(collected.rejected_by_reason())),
+        "source_ref": dg.MetadataValue.text(collected.source_ref),
+    }
+
+
+def stale_sources(store: Store, sources: list[SourceConfig]) -> list[SourceConfig]:
+    """Sources never collected, or collected last under a different source config."""
+    last = store.query(
+        "SELECT partition, arg_max(params, created_at)::VARCHAR AS params FROM lineage"
+        " WHERE table_name = 'raw_problems' GROUP BY partition"
     )
+    collected = {partition: json.loads(params) for partition, params in last.iter_rows()}
+    return [
+        s for s in sources
+        if collected.get(f"source={s.name}") != json.loads(lineage_params_json(s.model_dump()))
+    ]

@@ -10,6 +10,7 @@ side tables and a lineage row) in one ``Store.replace_partition`` transaction.
 import dagster as dg
 import polars as pl
 
+from dagster_project.assets.collection import collect_partition, stale_sources
 from dagster_project.metadata import counts_markdown, markdown_table, table_metadata
 from dagster_project.resources import DUCKDB_POOL, R1Resource
 from r1_assets.config import PipelineConfig
@@ -39,17 +40,14 @@ def unique_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
     cfg = r1.pipeline()
     store = r1.store()
     names = [s.name for s in cfg.sources]
+    # Bring raw_problems up to date first: a source never collected, or collected under another
+    # source config, is collected now (and recorded as a raw_problems materialization), so that
+    # `--select '+clean_problems'` runs collection, dedupe and decontamination headless.
+    for source in stale_sources(store, cfg.sources):
+        metadata = collect_partition(r1, source, context.run.run_id, context.log)
+        context.log_event(dg.AssetMaterialization(asset_key="raw_problems", partition=source.name, metadata=metadata))
     rows = _configured_rows(store, "raw_problems", "source", names, "problem_id, source, source_row, problem, answer")
     per_source = dict(rows.group_by("source").len().iter_rows()) if rows.height else {}
-    # A source whose partition was never materialized is missing; one that was, but kept no
-    # rows, is not (its lineage row says so).
-    collected = set(store.query("SELECT DISTINCT partition FROM lineage WHERE table_name = 'raw_problems'")["partition"].to_list())
-    missing = [n for n in names if n not in per_source and f"source={n}" not in collected]
-    if missing:
-        raise dg.Failure(
-            f"raw_problems was never materialized for sources {missing}; materialize those partitions"
-            " (e.g. a backfill of raw_problems) before deduplicating across all sources."
-        )
     context.log.info(f"deduplicating {rows.height:,} raw rows from {len(per_source)} sources")
 
     result = deduplicate(rows, cfg.dedupe, names, log=context.log.info)

@@ -224,4 +224,8 @@ def test_bench_engines():
 
 
 if __name__ == "__main__":
+    import signal
+
+    # `timeout` sends SIGTERM: turn it into SystemExit so `finally` stops vllm serve.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run(parse_args())
