@@ -43,7 +43,7 @@ import polars as pl
 
 from r1_assets.config import ModelConfig, SamplingConfig
 from r1_assets.small_model import resolve_model_path
-from r1_assets.storage import Store
+from r1_assets.storage import Store, scrub
 from r1_assets.text import stable_hash
 
 log_ = logging.getLogger(__name__)
@@ -286,10 +286,11 @@ class OpenAIEngine:
                     error = f"timeout after {self.cfg.request_timeout_s:g}s ({type(err).__name__})"
                     continue
                 except httpx.TransportError as err:
-                    error = f"connection error: {type(err).__name__}: {err}"
+                    error = scrub(f"connection error: {type(err).__name__}: {err}", os.environ.get(self.cfg.api_key_env))
                     continue
                 if resp.status_code != 200:
-                    error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    # Scrub before truncating: a server may echo the Authorization header in its body.
+                    error = f"HTTP {resp.status_code}: {scrub(resp.text, os.environ.get(self.cfg.api_key_env))[:300]}"
                     if resp.status_code in self.RETRY_STATUS:
                         continue
                     break

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from r1_assets.config import ExportConfig
-from r1_assets.storage import Store, code_version
+from r1_assets.storage import Store, code_version, scrub
 
 EXPORTS_DIRNAME = "exports"
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
@@ -176,6 +176,6 @@ def push_split(path: Path, split: str, cfg: ExportConfig, token: str) -> str:
         data = datasets.load_from_disk(str(path / "hf"))
         data.push_to_hub(cfg.hub_repo, config_name=split, private=cfg.hub_private, token=token)
     except Exception as err:  # any client/network error: report it without the token
-        text = f"{type(err).__name__}: {err}".replace(token, "<redacted>")
+        text = scrub(f"{type(err).__name__}: {err}", token)
         raise ExportError(f"export: push of {split} to {cfg.hub_repo} failed: {text[:2000]}") from None
     return cfg.hub_repo

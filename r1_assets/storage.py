@@ -54,6 +54,11 @@ def lineage_params_json(params: dict[str, Any]) -> str:
     return json.dumps(redact(params), sort_keys=True, default=str)
 
 
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced: for error text a server may echo."""
+    return text.replace(secret, "<redacted>") if secret else text
+
+
 def redact(value: Any) -> Any:
     """Drop secret-looking keys from nested params before they are stored or shown."""
     if isinstance(value, Mapping):

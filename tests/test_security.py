@@ -134,12 +134,7 @@ def echo_server():
         server.server_close()
 
 
-# Known bug (r1_assets/engines.py, OpenAIEngine._one): the error keeps `resp.text[:300]`
-# verbatim, so a server that echoes the Authorization header puts the key into
-# SampleResult.error (stored with the generations) and EngineUnavailable. Fix: scrub the key
-# from the body before truncating it. Strict: the test fails as soon as the bug is fixed,
-# so the marker gets removed then.
-@pytest.mark.xfail(strict=True, reason="OpenAIEngine quotes response bodies that may echo the API key")
+# A server that echoes the Authorization header must not put the key into stored errors.
 @pytest.mark.parametrize("status", [401, 500])
 def test_openai_engine_errors_never_quote_the_api_key(echo_server, monkeypatch, status):
     from r1_assets.engines import EngineError, OpenAIEngine, SampleRequest
