@@ -49,7 +49,7 @@ ui: setup dagster-home
 
 test: setup
 	bash .ci/install-test-deps.sh
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=20 tests
 
 # Without the real-model and browser tests: a quick loop while editing.
 test-fast: setup
