@@ -255,3 +255,62 @@ def test_backfill_through_graphql_then_catalog_lineage_and_partitions_in_chromiu
     saved = sorted(p.name for p in shots.glob("*.png") if p.stat().st_size > 10_000)
     assert saved == ["asset_catalog.png", "backfill.png", "lineage_graph.png", "partitions_alpha.png", "partitions_beta.png"]
     print(f"screenshots in {shots}")
+
+
+START_SENSOR = """
+mutation Start($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+    ... on SensorNotFoundError { message }
+  }
+}"""
+SENSOR_RUNS = """
+query Runs($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) {
+    __typename
+    ... on Runs { results { runId status } }
+  }
+}"""
+SENSOR_TIMEOUT_S = 240
+
+
+def _raw_counts_when(db: Path, expected: dict, log: Path) -> None:
+    """Waits until raw_problems holds ``expected`` rows per source (read-only, retried while a run writes)."""
+    import duckdb
+
+    deadline = time.monotonic() + SENSOR_TIMEOUT_S
+    counts = None
+    while time.monotonic() < deadline:
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                counts = dict(con.execute("SELECT source, count(*) FROM raw_problems GROUP BY 1").fetchall())
+        except duckdb.Error:  # no table yet, or a run holds the write lock right now
+            pass
+        if counts == expected:
+            return
+        time.sleep(3)
+    pytest.fail(f"raw_problems is {counts}, not {expected}, {SENSOR_TIMEOUT_S}s after the sensor was started:\n{_log_tail(log)}")
+
+
+def test_daemon_ticks_the_source_file_sensor_on_new_and_changed_files(tmp_path, dagster_dev, r1_home):
+    """The daemon of `dagster dev` runs the sensor: turned on, it collects the never-collected
+    sources; a row appended to one file later re-collects that source alone."""
+    base, log = dagster_dev
+    started = _graphql(base, START_SENSOR, {"selector": {
+        "repositoryLocationName": "r1_curator", "repositoryName": "__repository__", "sensorName": "source_file_sensor",
+    }})["startSensor"]
+    assert started["__typename"] == "Sensor" and started["sensorState"]["status"] == "RUNNING", started
+
+    db = r1_home / "r1.duckdb"
+    _raw_counts_when(db, SOURCES, log)
+
+    with (tmp_path / "alpha.jsonl").open("a") as fh:
+        fh.write(json.dumps({"problem": "alpha: what is 100 times 3?", "answer": "300"}) + "\n")
+    _raw_counts_when(db, {**SOURCES, "alpha": SOURCES["alpha"] + 1}, log)
+
+    tags = [{"key": "r1/trigger", "value": "source_file_sensor"}]
+    runs = _graphql(base, SENSOR_RUNS, {"tags": tags})["runsOrError"]["results"]
+    assert runs and all(r["status"] in ("SUCCESS", "STARTED", "STARTING", "QUEUED") for r in runs), runs

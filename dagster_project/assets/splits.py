@@ -87,12 +87,7 @@ def _split_result(store: Store, selection: SplitSelection, order: tuple[str, ...
     "splits.alpha, with one verified, complete teacher solution each (splits.choice), as chat messages.",
 )
 def stage1_sft(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.MaterializeResult:
-    cfg = r1.pipeline()
-    store = r1.store()
-    context.log.info(f"selecting stage1_sft: alpha={cfg.splits.alpha}, choice={cfg.splits.choice}")
-    selection = build_split(store, cfg, "stage1_sft", context.run.run_id)
-    context.log.info(f"stage1_sft: {selection.rows.height} rows; outcomes {selection.outcome_counts()}")
-    return _split_result(store, selection, STAGE1_OUTCOMES, cfg.splits.band_edges)
+    return _materialize_split(context, r1, "stage1_sft")
 
 
 @dg.asset(
@@ -104,12 +99,20 @@ def stage1_sft(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Material
     "splits.stage2_alpha and whose teacher samples are neither all correct nor all wrong.",
 )
 def stage2_sft(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.MaterializeResult:
+    return _materialize_split(context, r1, "stage2_sft")
+
+
+def _materialize_split(context: dg.AssetExecutionContext, r1: R1Resource, split: str) -> dg.MaterializeResult:
     cfg = r1.pipeline()
     store = r1.store()
-    context.log.info(f"selecting stage2_sft: model={cfg.splits.stage2_model}, stage2_alpha={cfg.splits.stage2_alpha}")
-    selection = build_split(store, cfg, "stage2_sft", context.run.run_id)
-    context.log.info(f"stage2_sft: {selection.rows.height} rows; outcomes {selection.outcome_counts()}")
-    return _split_result(store, selection, STAGE2_OUTCOMES, cfg.splits.band_edges)
+    if split == "stage1_sft":
+        settings, outcomes = f"alpha={cfg.splits.alpha}, choice={cfg.splits.choice}", STAGE1_OUTCOMES
+    else:
+        settings, outcomes = f"model={cfg.splits.stage2_model}, stage2_alpha={cfg.splits.stage2_alpha}", STAGE2_OUTCOMES
+    context.log.info(f"selecting {split}: {settings}")
+    selection = build_split(store, cfg, split, context.run.run_id)
+    context.log.info(f"{split}: {selection.rows.height} rows; outcomes {selection.outcome_counts()}")
+    return _split_result(store, selection, outcomes, cfg.splits.band_edges)
 
 
 @dg.asset(
