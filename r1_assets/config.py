@@ -185,14 +185,16 @@ class ModelConfig(_Section):
     # Give up (keeping what finished) when this many requests in a row failed after their
     # retries: the server is down, not one prompt bad.
     failure_budget: int = Field(default=16, gt=0)
-    # engine=vllm
+    # engine=vllm. "auto": the model's own dtype on GPU; on CPU bfloat16 only where the CPU
+    # has native bfloat16 (AVX512-BF16/AMX), else float32 (3x faster there, see engines.vllm_dtype).
     dtype: str = "auto"
     max_model_len: int | None = None
     enforce_eager: bool = False
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
     # Samples per checkpoint write to `generations` (both engines) and, for vllm, sequences
-    # in flight (max_num_seqs): 64 is ~1000 tok/s for a 135M model on 2 CPU cores.
+    # in flight (max_num_seqs). For a 135M model on 2 CPU cores: ~1000 tok/s at 64 with native
+    # bfloat16 (../shared/NOTES.md), ~116 tok/s in float32 on an AVX2-only CPU.
     batch_size: int = Field(default=64, gt=0)
 
 

