@@ -276,8 +276,11 @@ class OpenAIEngine:
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self.backoff_s = cfg.retry_backoff_s
 
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.cfg.api_key_env)
+
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.cfg.api_key_env)
+        key = self._api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def _one(self, client, sem: asyncio.Semaphore, r: SampleRequest, sampling: SamplingConfig, params: dict) -> SampleResult:
@@ -305,11 +308,11 @@ class OpenAIEngine:
                     error = f"timeout after {self.cfg.request_timeout_s:g}s ({type(err).__name__})"
                     continue
                 except httpx.TransportError as err:
-                    error = scrub(f"connection error: {type(err).__name__}: {err}", os.environ.get(self.cfg.api_key_env))
+                    error = scrub(f"connection error: {type(err).__name__}: {err}", self._api_key())
                     continue
                 if resp.status_code != 200:
                     # Scrub before truncating: a server may echo the Authorization header in its body.
-                    error = f"HTTP {resp.status_code}: {scrub(resp.text, os.environ.get(self.cfg.api_key_env))[:300]}"
+                    error = f"HTTP {resp.status_code}: {scrub(resp.text, self._api_key())[:300]}"
                     if resp.status_code in self.RETRY_STATUS:
                         continue
                     break
