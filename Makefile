@@ -14,7 +14,7 @@ export VLLM_CACHE_ROOT ?= $(R1_HOME)/cache/vllm
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run ui test test-fast bench clean dagster-home
+.PHONY: setup run ui test test-fast quality bench clean dagster-home
 
 setup: $(VENV)/.installed
 
@@ -47,13 +47,18 @@ run: setup dagster-home
 ui: setup dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: setup
+# Every tier: tests/unit (library), tests/dagster (in-process runs), tests/integration (CLI,
+# real model, servers, browser, daemon), after the linter.
+test: setup quality
 	bash .ci/install-test-deps.sh
-	$(BIN)/python -m pytest -q --durations=20 tests
+	$(BIN)/python -m pytest -q --durations=25 tests/unit tests/dagster tests/integration
 
-# Without the real-model and browser tests: a quick loop while editing.
-test-fast: setup
-	$(BIN)/python -m pytest -q tests -m "not model and not ui"
+# The first two tiers: a quick loop while editing.
+test-fast: setup quality
+	$(BIN)/python -m pytest -q tests/unit tests/dagster -m "not model"
+
+quality: setup
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python -m pytest tests/bench -o python_files='bench_*.py' -s

@@ -1,81 +1,83 @@
-"""Automation: the nightly refresh backfill, the source-file sensor and the shard sensor.
+"""Automation: the chain refresh (declarative automation) and the source-file sensor.
 
-- ``chain_refresh_schedule`` (cron ``R1_REFRESH_CRON``, default 03:00 UTC daily) submits ONE
-  backfill of the whole chain: every source partition of ``raw_problems``, every current
-  shard of the sharded stages, and the unpartitioned assets between them. The backfill
-  daemon runs them in dependency order and batches partitions by each asset's
-  ``BackfillPolicy``; pools (dagster.yaml) keep writers and engines one at a time.
-  Schedules cannot return a backfill request in Dagster 1.13 (only sensors can), so the
-  schedule runs ``chain_refresh_job``, one op that submits the backfill (launch that job by
-  hand to refresh now).
-- ``source_file_sensor`` watches every ``kind: file`` source of the config. Its path may be a
-  file, or a folder (a drop folder): every ``*.jsonl``/``*.json``/``*.parquet`` inside is part
-  of that source. When a file is added, changed or removed, the sensor requests a backfill of
-  that source's ``raw_problems`` partition and of ``unique_problems``/``clean_problems``; the
-  shard sensor takes over from there. The partitions are the configured source names (static,
-  see ``dagster_project.partitions``): a dropped file needs no config edit when it lands in a
-  configured folder; a new source *name* needs a config edit and a definitions reload.
-- ``shard_sensor`` fires on each new ``clean_problems`` materialization: it registers the shard
-  partitions of the new clean set (``sync_shard_partitions``) and requests ``pass_rates`` for
-  every shard that has none yet, as one backfill so ``BackfillPolicy`` batching applies.
+- ``refresh_condition`` is every asset's ``automation_condition``. After each cron tick
+  (``R1_REFRESH_CRON``, default 03:00 UTC daily) a partition is materialized when it is
+  missing, when its code version changed (its config section was edited, see
+  ``code_versions``) or when a parent was updated since it was last materialized, and only
+  once its parents are neither missing nor in progress. So the refresh does exactly the stale
+  or missing work, in dependency order, and nothing else. ``chain_refresh`` is the sensor that
+  evaluates it (off by default: turn it on in the UI's Automation tab); pools (dagster.yaml)
+  keep writers and engines one at a time.
+- ``source_file_sensor`` watches every ``kind: file`` source. Its path may be a file or a folder
+  (a drop folder: every ``*.jsonl``/``*.json``/``*.parquet`` inside is part of that source).
+  When a file is added, changed or removed it requests that source's ``raw_problems``
+  partition plus ``unique_problems``/``clean_problems``; the refresh condition continues from
+  there (new shards are registered by ``clean_problems`` itself). Source partitions are the
+  configured source names, read from the sensor's own definitions: a file dropped into a
+  configured folder needs no config edit; a new source name needs one and a reload.
+
+Nothing here mutates state: sensors only return requests.
 """
+
+from __future__ import annotations
 
 import hashlib
 import json
 import os
-import time
-from pathlib import Path
 from typing import Iterable, Optional
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.execution.backfill import PartitionBackfill
-from dagster._core.utils import make_new_backfill_id
 
-from dagster_project.partitions import source_partitions
 from dagster_project.resources import R1Resource
 from r1_assets.config import ConfigError, PipelineConfig
 from r1_assets.sources import source_files
 
-try:  # helper-2's shard partitions; the shard sensor exists only once they do
-    from dagster_project.partitions import sync_shard_partitions
-except ImportError:  # pragma: no cover - depends on the sharded stages being present
-    sync_shard_partitions = None
-
 RAW = dg.AssetKey("raw_problems")
 CLEAN = dg.AssetKey("clean_problems")
-PASS_RATES = dg.AssetKey("pass_rates")
-# What a changed source file refreshes directly; the shard sensor continues from clean_problems.
+# What a changed source file refreshes directly; the refresh condition continues from clean_problems.
 FILE_CHANGE_DOWNSTREAM = (dg.AssetKey("unique_problems"), CLEAN)
-# Not part of the nightly refresh: converting the packaged model is a one-time setup step.
-REFRESH_EXCLUDED = {dg.AssetKey("small_model")}
-REFRESH_CRON = os.environ.get("R1_REFRESH_CRON", "0 3 * * *")
 # The sensors look at local file stats and one event-log query: cheap enough every 30 s.
 SENSOR_INTERVAL_S = 30
 
 
-def _asset_graph():
-    from dagster_project.definitions import defs  # import here: definitions imports this module
+def refresh_cron() -> str:
+    return os.environ.get("R1_REFRESH_CRON", "0 3 * * *")
 
-    return defs.resolve_asset_graph()
+
+def refresh_condition(cron: str) -> dg.AutomationCondition:
+    """Materialize a missing or stale partition once per cron tick, after its parents."""
+    stale = (
+        dg.AutomationCondition.code_version_changed() | dg.AutomationCondition.any_deps_updated()
+    ).since_last_handled()
+    return (
+        dg.AutomationCondition.cron_tick_passed(cron, "UTC").since_last_handled()
+        & (dg.AutomationCondition.missing() | stale)
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"missing or stale, after the cron tick {cron}")
+
+
+chain_refresh_sensor = dg.AutomationConditionSensorDefinition(
+    "chain_refresh",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Evaluates every asset's refresh condition: after each cron tick, materializes the missing "
+    "or stale partitions of the chain (config edited, parent updated) in dependency order.",
+)
 
 
 def chain_subset(
+    graph,
     instance: dg.DagsterInstance,
-    partitions: Optional[dict[dg.AssetKey, Optional[Iterable[str]]]] = None,
-    keys: Optional[Iterable[dg.AssetKey]] = None,
+    keys: Iterable[dg.AssetKey],
+    partitions: Optional[dict[dg.AssetKey, Iterable[str]]] = None,
 ) -> AssetGraphSubset:
-    """An asset-graph subset: ``keys`` (default: every materializable asset but REFRESH_EXCLUDED)
-    with all their partitions, except where ``partitions`` names some (None = all of them).
-
-    Assets whose (dynamic) partition set is still empty are left out.
-    """
-    graph = _asset_graph()
-    wanted = set(keys) if keys is not None else set(graph.materializable_asset_keys) - REFRESH_EXCLUDED
-    wanted &= set(graph.materializable_asset_keys)
+    """``keys`` with all their partitions, except where ``partitions`` names some."""
     partitions = partitions or {}
     by_key, unpartitioned = {}, set()
-    for key in wanted:
+    for key in set(keys) & set(graph.materializable_asset_keys):
         pdef = graph.get(key).partitions_def
         if pdef is None:
             unpartitioned.add(key)
@@ -88,59 +90,10 @@ def chain_subset(
     return AssetGraphSubset(partitions_subsets_by_asset_key=by_key, non_partitioned_asset_keys=unpartitioned)
 
 
-def _describe(subset: AssetGraphSubset) -> str:
+def describe_subset(subset: AssetGraphSubset) -> str:
     parts = [f"{k.to_user_string()}[{len(s)}]" for k, s in sorted(subset.partitions_subsets_by_asset_key.items())]
     parts += [k.to_user_string() for k in sorted(subset.non_partitioned_asset_keys)]
     return ", ".join(parts)
-
-
-# -- the nightly refresh ---------------------------------------------------------------------
-def submit_backfill(instance: dg.DagsterInstance, subset: AssetGraphSubset, trigger: str, title: str) -> str:
-    """Add a backfill of ``subset`` to the instance; the backfill daemon runs it. Returns its id."""
-    backfill_id = make_new_backfill_id()
-    instance.add_backfill(
-        PartitionBackfill.from_asset_graph_subset(
-            backfill_id=backfill_id,
-            backfill_timestamp=time.time(),
-            tags={"r1/trigger": trigger},
-            dynamic_partitions_store=instance,
-            asset_graph_subset=subset,
-            title=title,
-            description=f"{trigger}: {_describe(subset)}",
-            run_config=None,
-        )
-    )
-    return backfill_id
-
-
-@dg.op(description="Submits one backfill of the whole chain: every source and shard partition.")
-def submit_chain_refresh_backfill(context: dg.OpExecutionContext) -> str:
-    subset = chain_subset(context.instance)
-    backfill_id = submit_backfill(context.instance, subset, "chain_refresh_schedule", "chain refresh")
-    context.log.info(f"submitted backfill {backfill_id}: {_describe(subset)} (see /runs/b/{backfill_id})")
-    context.add_output_metadata({"backfill_id": backfill_id, "assets": _describe(subset)})
-    return backfill_id
-
-
-@dg.job(
-    description="Refresh now: submits a backfill of the whole chain (what the nightly schedule runs).",
-    tags={"r1/trigger": "chain_refresh_schedule"},
-)
-def chain_refresh_job():
-    submit_chain_refresh_backfill()
-
-
-# Schedules cannot return a backfill request in Dagster 1.13 (only sensors can), so the
-# schedule runs a one-op job that submits it. The schedule's run key is its tick, so a
-# retried tick never submits the same refresh twice.
-chain_refresh_schedule = dg.ScheduleDefinition(
-    name="chain_refresh_schedule",
-    job=chain_refresh_job,
-    cron_schedule=REFRESH_CRON,
-    execution_timezone="UTC",
-    description="Backfills the whole chain (every source and shard partition) once a day.",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
 
 
 # -- new or changed source files -------------------------------------------------------------
@@ -169,7 +122,8 @@ def _last_materialized_at(instance: dg.DagsterInstance, partition: str) -> float
 )
 def source_file_sensor(context: dg.SensorEvaluationContext, r1: R1Resource):
     cfg = r1.pipeline()
-    known = set(source_partitions.get_partition_keys())
+    graph = context.repository_def.asset_graph
+    known = set(graph.get(RAW).partitions_def.get_partition_keys())
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     changed: list[str] = []
     for src in cfg.sources:
@@ -195,51 +149,12 @@ def source_file_sensor(context: dg.SensorEvaluationContext, r1: R1Resource):
         changed.append(src.name)
     if not changed:
         return dg.SensorResult(skip_reason=dg.SkipReason("no new or changed source files"), cursor=json.dumps(seen))
-    subset = chain_subset(context.instance, {RAW: changed}, keys=[RAW, *FILE_CHANGE_DOWNSTREAM])
-    context.log.info(f"source files changed for {changed}: requesting {_describe(subset)}")
+    subset = chain_subset(graph, context.instance, [RAW, *FILE_CHANGE_DOWNSTREAM], {RAW: changed})
+    context.log.info(f"source files changed for {changed}: requesting {describe_subset(subset)}")
     return dg.SensorResult(
         run_requests=[dg.RunRequest.for_asset_graph_subset(subset, tags={"r1/trigger": "source_file_sensor"})],
         cursor=json.dumps(seen),
     )
 
 
-# -- new shards after clean_problems ---------------------------------------------------------
-def _shard_sensor_fn(context: dg.SensorEvaluationContext, r1: R1Resource):
-    instance = context.instance
-    records = instance.fetch_materializations(CLEAN, limit=1).records
-    if not records:
-        return dg.SkipReason("clean_problems has not been materialized yet")
-    latest = records[0].storage_id
-    if context.cursor and int(context.cursor) >= latest:
-        return dg.SkipReason("no new clean_problems materialization")
-    added = sync_shard_partitions(instance, r1) or []
-    graph = _asset_graph()
-    if not graph.has(PASS_RATES):
-        return dg.SensorResult(skip_reason=dg.SkipReason("no pass_rates asset"), cursor=str(latest))
-    pdef = graph.get(PASS_RATES).partitions_def
-    shards = set(pdef.get_partition_keys(dynamic_partitions_store=instance))
-    missing = sorted((shards - instance.get_materialized_partitions(PASS_RATES)) | (set(added) & shards))
-    context.log.info(f"clean_problems materialization {latest}: {len(added)} new shards, {len(missing)} without pass_rates")
-    if not missing:
-        return dg.SensorResult(skip_reason=dg.SkipReason("every shard has pass_rates"), cursor=str(latest))
-    subset = chain_subset(instance, {PASS_RATES: missing}, keys=[PASS_RATES])
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest.for_asset_graph_subset(subset, tags={"r1/trigger": "shard_sensor"})],
-        cursor=str(latest),
-    )
-
-
-shard_sensor = None
-if sync_shard_partitions is not None:
-    shard_sensor = dg.sensor(
-        name="shard_sensor",
-        minimum_interval_seconds=SENSOR_INTERVAL_S,
-        asset_selection=dg.AssetSelection.assets(CLEAN).downstream(depth=1, include_self=False),
-        description="Registers shard partitions after each clean_problems materialization and requests "
-        "pass_rates for shards that have none.",
-        default_status=dg.DefaultSensorStatus.STOPPED,
-    )(_shard_sensor_fn)
-
-jobs = [chain_refresh_job]
-schedules = [chain_refresh_schedule]
-sensors = [s for s in (source_file_sensor, shard_sensor) if s is not None]
+sensors = [chain_refresh_sensor, source_file_sensor]

@@ -1,22 +1,62 @@
 """The code location: ``dagster dev -w workspace.yaml`` or ``-m dagster_project.definitions``.
 
-Assets and asset checks are collected from the modules of ``dagster_project.assets``.
+Importing this module does nothing but define ``build_definitions``: the config is read when
+Dagster (or a test) calls the ``@dg.definitions`` entry point, so a missing or broken
+``R1_CONFIG`` is one clear error at load time, and tests build definitions in-process for
+any config they write.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import dagster as dg
 
 from dagster_project import assets, automation
+from dagster_project.assets.collection import raw_problems_asset
+from dagster_project.code_versions import asset_code_version
+from dagster_project.partitions import source_partitions
 from dagster_project.resources import EngineResource, R1Resource
+from r1_assets.config import load_config
 
-all_assets = dg.load_assets_from_package_module(assets)
-all_asset_checks = dg.load_asset_checks_from_package_module(assets)
-resources = {"r1": R1Resource(), "engine": EngineResource()}
 
-defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=all_asset_checks,
-    resources=resources,
-    jobs=automation.jobs,
-    schedules=automation.schedules,
-    sensors=automation.sensors,
-)
+def _env(name: str) -> dg.EnvVar | None:
+    # An EnvVar (read when a run starts, shown by name in the UI) where the variable is set;
+    # unset, the resource falls back to its default (.r1/, the packaged embedded config).
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def build_definitions(config_path: str | Path | None = None, home: str | Path | None = None) -> dg.Definitions:
+    """Every asset, check, sensor and resource of r1-curator for one config.
+
+    ``config_path`` / ``home`` default to ``R1_CONFIG`` / ``R1_HOME`` (else the packaged
+    embedded default / ``.r1/``). The config is loaded once here: it names the source
+    partitions and sets each asset's code version.
+    """
+    cfg = load_config(config_path)
+    r1 = R1Resource(
+        home=str(home) if home else _env("R1_HOME"),
+        config_path=str(config_path) if config_path else _env("R1_CONFIG"),
+    )
+    condition = automation.refresh_condition(automation.refresh_cron())
+
+    def configured(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+        return asset.map_asset_specs(lambda spec: spec.replace_attributes(
+            code_version=asset_code_version(cfg, spec.key.to_user_string()),
+            automation_condition=condition,
+        ))
+
+    package_assets = dg.load_assets_from_package_module(assets)
+    all_assets = [configured(a) for a in [raw_problems_asset(source_partitions(cfg)), *package_assets]]
+    return dg.Definitions(
+        assets=all_assets,
+        asset_checks=dg.load_asset_checks_from_package_module(assets),
+        resources={"r1": r1, "engine": EngineResource()},
+        sensors=automation.sensors,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -14,7 +14,9 @@ import time
 
 import dagster as dg
 
-from dagster_project.definitions import all_asset_checks, all_assets, defs, resources
+from dagster_project.definitions import build_definitions
+from dagster_project.partitions import register_shard_partitions
+from r1_assets.storage import Store
 
 
 def _partition_keys(assets_def: dg.AssetsDefinition, instance: dg.DagsterInstance) -> list[str | None]:
@@ -24,17 +26,21 @@ def _partition_keys(assets_def: dg.AssetsDefinition, instance: dg.DagsterInstanc
     return list(partitions_def.get_partition_keys(dynamic_partitions_store=instance))
 
 
-def _sync_dynamic_partitions(instance: dg.DagsterInstance) -> None:
-    """Register shard partitions from the current clean_problems (same function the sensor uses)."""
-    from dagster_project.partitions import sync_shard_partitions
+def _store(defs: dg.Definitions) -> Store:
+    # The resource as a run sees it (EnvVar fields resolved).
+    return defs.resources["r1"].process_config_and_initialize().store()
 
-    added = sync_shard_partitions(instance, resources["r1"])
+
+def _register_shards(instance: dg.DagsterInstance, defs: dg.Definitions) -> None:
+    """Shards of an earlier clean_problems run that this instance has not seen (another DAGSTER_HOME)."""
+    added = register_shard_partitions(instance, _store(defs))
     if added:
         print(f"  registered shard partitions: {', '.join(added)}", flush=True)
 
 
 def run_pipeline(select: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get()
+    defs = build_definitions()
     asset_graph = defs.resolve_asset_graph()
     assets_by_key = {key: asset_graph.get(key).assets_def for key in asset_graph.materializable_asset_keys}
     order = [k for k in asset_graph.toposorted_asset_keys if k in assets_by_key]
@@ -49,7 +55,7 @@ def run_pipeline(select: list[str] | None = None) -> int:
     for key in order:
         assets_def = assets_by_key[key]
         if isinstance(assets_def.partitions_def, dg.DynamicPartitionsDefinition):
-            _sync_dynamic_partitions(instance)
+            _register_shards(instance, defs)
         keys = _partition_keys(assets_def, instance)
         if not keys:
             print(f"{key.to_user_string()}: no partitions yet, skipped", flush=True)
@@ -59,11 +65,11 @@ def run_pipeline(select: list[str] | None = None) -> int:
             print(f"{label}: running", flush=True)
             t0 = time.monotonic()
             result = dg.materialize(
-                [*all_assets, *all_asset_checks],
+                [*defs.assets, *defs.asset_checks],
                 selection=[key],
                 partition_key=partition,
                 instance=instance,
-                resources=resources,
+                resources=defs.resources,
                 raise_on_error=False,
                 tags={"r1/launched_by": "pipeline"},
             )
@@ -77,7 +83,7 @@ def run_pipeline(select: list[str] | None = None) -> int:
             ]
             rows = f", {counts[0]} rows" if counts else ""
             print(f"{label}: done in {time.monotonic() - t0:.1f}s{rows}", flush=True)
-    print(f"pipeline finished in {time.monotonic() - started:.0f}s; DuckDB file: {resources['r1'].store().path}")
+    print(f"pipeline finished in {time.monotonic() - started:.0f}s; DuckDB file: {_store(defs).path}")
     return 0
 
 

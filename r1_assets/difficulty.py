@@ -49,33 +49,25 @@ def assign_shards(new_problem_ids: Sequence[str], existing_shards: Sequence[str]
 
 
 def sync_shards(store: Store, shard_size: int, run_id: str = "shard_sync") -> tuple[list[str], list[str]]:
-    """Assign every clean problem to a shard; returns (all shard keys with problems, new shard keys)."""
-    with store.connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            existing = [r[0] for r in con.execute("SELECT DISTINCT shard FROM problem_shards").fetchall()]
-            new_ids = [
-                r[0]
-                for r in con.execute(
-                    "SELECT c.problem_id FROM clean_problems c ANTI JOIN problem_shards s USING (problem_id)"
-                ).fetchall()
-            ]
-            frame = assign_shards(new_ids, existing, shard_size).with_columns(run_id=pl.lit(run_id))
-            if frame.height:
-                con.register("_r1_shards", frame.to_arrow())
-                con.execute("INSERT INTO problem_shards BY NAME SELECT * FROM _r1_shards")
-                con.unregister("_r1_shards")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        current = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT s.shard FROM problem_shards s JOIN clean_problems c USING (problem_id) ORDER BY 1"
-            ).fetchall()
-        ]
-    return current, sorted(set(frame["shard"].to_list()))
+    """Assign every clean problem to a shard; returns (all shard keys with problems, new shard keys).
+
+    Idempotent: assignments are appended with ``Store.append_new`` (problem_id is the key), so
+    a repeated or concurrent call never moves or duplicates a problem.
+    """
+    existing = store.query("SELECT DISTINCT shard FROM problem_shards")["shard"].to_list()
+    new_ids = store.query(
+        "SELECT c.problem_id FROM clean_problems c ANTI JOIN problem_shards s USING (problem_id)"
+    )["problem_id"].to_list()
+    frame = assign_shards(new_ids, existing, shard_size).with_columns(run_id=pl.lit(run_id))
+    store.append_new("problem_shards", frame)
+    return stored_shard_keys(store), sorted(set(frame["shard"].to_list()))
+
+
+def stored_shard_keys(store: Store) -> list[str]:
+    """Every shard that holds at least one clean problem, in order."""
+    return store.query(
+        "SELECT DISTINCT s.shard FROM problem_shards s JOIN clean_problems c USING (problem_id) ORDER BY 1"
+    )["shard"].to_list()
 
 
 def shard_problems(store: Store, shard: str) -> pl.DataFrame:

@@ -1,17 +1,22 @@
-"""Shared fixtures: a temp R1_HOME/DAGSTER_HOME per test, configs, and the shared real data."""
+"""Shared fixtures: a temp R1_HOME/DAGSTER_HOME per test, configs, and the shared real data.
+
+Tiers: ``tests/unit`` (the plain library), ``tests/dagster`` (in-process Dagster runs against
+the definitions factory), ``tests/integration`` (CLI, real model, servers, browser, daemon).
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# CI clones the project with ../shared beside it; R1_SHARED_DATA overrides.
-SHARED_DATA = Path(os.environ.get("R1_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+from tests.paths import REPO_ROOT, SHARED_DATA
+
+# Fixture plugins: Dagster runs (in-process and CLI) and the real small model / vLLM server.
+pytest_plugins = ["tests.dagster_support", "tests.model_support"]
+
 
 
 @pytest.fixture
@@ -46,27 +51,3 @@ def write_config(tmp_path, monkeypatch):
         return path
 
     return _write
-
-
-def run_dagster_materialize(select: str, partition: str | None = None, timeout: float = 900) -> str:
-    """A real headless Dagster run through the CLI, in a subprocess, with the test's env.
-
-    Partitions are read from R1_CONFIG when definitions load, so a test that writes its own
-    config runs Dagster in a fresh process. Returns combined output; raises on failure.
-    """
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dagster_project.definitions", "--select", select]
-    if partition is not None:
-        cmd += ["--partition", partition]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0 or "RUN_SUCCESS" not in out:
-        raise AssertionError(f"dagster materialize {select} {partition or ''} failed (rc={proc.returncode}):\n{out[-6000:]}")
-    return out
-
-
-@pytest.fixture
-def dagster_materialize():
-    return run_dagster_materialize

@@ -7,28 +7,33 @@ import dagster as dg
 import polars as pl
 
 from dagster_project.metadata import counts_markdown, table_metadata
-from dagster_project.partitions import source_partitions
 from dagster_project.resources import DUCKDB_POOL, R1Resource
 from r1_assets.sources import collect_source
 from r1_assets.config import SourceConfig
 from r1_assets.storage import Lineage, Store, lineage_params_json
 
 
-@dg.asset(
-    partitions_def=source_partitions,
-    # One source per run: each is its own transaction, and a failing source fails alone.
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
-    pool=DUCKDB_POOL,
-    group_name="collection",
-    kinds={"duckdb", "python"},
-    description="Problems read from each configured source and normalised to one schema. "
-    "Rows that cannot be used go to rejected_rows with a reason.",
-)
-def raw_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.MaterializeResult:
-    cfg = r1.pipeline()
-    return dg.MaterializeResult(
-        metadata=collect_partition(r1, cfg.source(context.partition_key), context.run.run_id, context.log)
+def raw_problems_asset(source_partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """``raw_problems`` over the configured sources (the definitions factory passes them in)."""
+
+    @dg.asset(
+        name="raw_problems",
+        partitions_def=source_partitions,
+        # One source per run: each is its own transaction, and a failing source fails alone.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+        pool=DUCKDB_POOL,
+        group_name="collection",
+        kinds={"duckdb", "python"},
+        description="Problems read from each configured source and normalised to one schema. "
+        "Rows that cannot be used go to rejected_rows with a reason.",
     )
+    def raw_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.MaterializeResult:
+        cfg = r1.pipeline()
+        return dg.MaterializeResult(
+            metadata=collect_partition(r1, cfg.source(context.partition_key), context.run.run_id, context.log)
+        )
+
+    return raw_problems
 
 
 def collect_partition(r1: R1Resource, source: SourceConfig, run_id: str, log) -> dict:

@@ -11,11 +11,13 @@ import dagster as dg
 import polars as pl
 
 from dagster_project.assets.collection import collect_partition, stale_sources
+from dagster_project.partitions import register_shard_partitions
 from dagster_project.metadata import counts_markdown, markdown_table, table_metadata
 from dagster_project.resources import DUCKDB_POOL, R1Resource
 from r1_assets.config import PipelineConfig
 from r1_assets.decontamination import METHOD_LABELS, decontaminate_clusters
 from r1_assets.dedupe import deduplicate
+from r1_assets.difficulty import sync_shards
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
 
@@ -260,6 +262,12 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
         ),
         extra={"contamination": (out.contamination.with_columns(run_id=pl.lit(run_id)), None)},
     )
+    # Shards are assigned here, in the step that changes the clean set, so pass_rates partitions
+    # exist as soon as clean_problems does, whoever launched it (UI, CLI, schedule, pipeline).
+    _, new_shards = sync_shards(store, cfg.difficulty.shard_size, run_id)
+    registered = register_shard_partitions(context.instance, store)
+    if new_shards or registered:
+        context.log.info(f"new shards: {new_shards}; registered shard partitions: {registered}")
     per_benchmark = out.result.per_benchmark(benchmarks)
     removed = per_benchmark.join(
         out.contamination.group_by("benchmark").agg(kept_rows_removed=pl.col("problem_id").n_unique()),
@@ -278,6 +286,7 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
                 {t: 1 for t in out.result.stats.get("boilerplate_ngrams", []) + out.result.stats.get("frequent_pool_ngrams", [])},
                 key="n-gram", value="ignored")),
             "seconds": dg.MetadataValue.float(float(out.result.stats.get("seconds", 0.0))),
+            "new_shards": dg.MetadataValue.text(", ".join(new_shards) or "(none)"),
         }
     )
 

@@ -1,6 +1,6 @@
 """The named SQL analysis queries (sql/analysis) on a real materialized DuckDB store.
 
-Expected numbers are derived from the world's problem definitions (tests/test_splits_world.py),
+Expected numbers are derived from the world's problem definitions (tests.splits_world.py),
 not from running the SQL, so a wrong join or filter fails here.
 """
 
@@ -17,7 +17,7 @@ from r1_assets.analysis import QueryError, execute_named_query, get_query, named
 from r1_assets.config import parse_config
 from r1_assets.splits import build_split
 from r1_assets.storage import SQL_DIR, Store
-from tests.test_splits_world import SMALL, STRONG, TEACHER, WORLD_CONFIG, populate_world
+from tests.splits_world import SMALL, STRONG, TEACHER, WORLD_CONFIG, populate_world
 
 QUERIES = {"row_lineage", "token_lengths", "token_length_histogram", "pass_rate_histogram", "yield_funnel",
            "contamination_report", "verification_failures"}

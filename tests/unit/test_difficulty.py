@@ -11,7 +11,7 @@ import pytest
 from r1_assets.difficulty import assign_shards, band_counts, histogram_markdown, score_pass_rates, sync_shards
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
-from tests.model_support import converted_small_model, link_small_model  # noqa: F401
+from tests.model_support import link_small_model
 
 
 def put_clean_problems(store: Store, rows: list[tuple[str, str | None]]) -> list[str]:
@@ -54,14 +54,15 @@ def test_sync_shards_against_the_store(tmp_path):
     assert store.count("problem_shards", {"shard": "shard-00003"}) == 1
 
 
-def test_sync_shard_partitions_registers_dynamic_partitions(r1_home):
-    from dagster_project.partitions import shard_partitions, sync_shard_partitions
-    from dagster_project.resources import R1Resource
+def test_register_shard_partitions_registers_dynamic_partitions(r1_home):
+    from dagster_project.partitions import register_shard_partitions, shard_partitions
 
-    put_clean_problems(Store(r1_home), [(f"What is {i} + 2?", str(i + 2)) for i in range(3)])
+    store = Store(r1_home)
+    put_clean_problems(store, [(f"What is {i} + 2?", str(i + 2)) for i in range(3)])
+    sync_shards(store, shard_size=80)
     instance = dg.DagsterInstance.ephemeral()
-    assert sync_shard_partitions(instance, R1Resource()) == ["shard-00000"]  # default shard_size 80
-    assert sync_shard_partitions(instance, R1Resource()) == []
+    assert register_shard_partitions(instance, store) == ["shard-00000"]
+    assert register_shard_partitions(instance, store) == []
     assert instance.get_dynamic_partitions(shard_partitions.name) == ["shard-00000"]
 
 
@@ -128,7 +129,7 @@ PROBLEMS = [
 @pytest.mark.model
 def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_model):
     from dagster_project.assets.difficulty import pass_rates
-    from dagster_project.partitions import sync_shard_partitions
+    from dagster_project.partitions import register_shard_partitions
     from dagster_project.resources import EngineResource, R1Resource
 
     link_small_model(r1_home, converted_small_model)
@@ -144,7 +145,8 @@ def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_m
     store = Store(r1_home)
     put_clean_problems(store, PROBLEMS)
     instance = dg.DagsterInstance.get()
-    shards = sync_shard_partitions(instance, R1Resource())
+    sync_shards(store, shard_size=5)
+    shards = register_shard_partitions(instance, store)
     assert shards == ["shard-00000", "shard-00001"]
     for shard in shards:
         result = dg.materialize([pass_rates], partition_key=shard, instance=instance,
@@ -175,9 +177,9 @@ def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_m
 
 
 def test_pass_rates_asset_requests_a_gpu_and_the_gpu_pool():
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import build_definitions
 
-    assets_def = defs.resolve_asset_graph().get(dg.AssetKey("pass_rates")).assets_def
+    assets_def = build_definitions().resolve_asset_graph().get(dg.AssetKey("pass_rates")).assets_def
     tags = assets_def.op.tags
     k8s = tags["dagster-k8s/config"]
     k8s = json.loads(k8s) if isinstance(k8s, str) else k8s

@@ -19,7 +19,7 @@ from r1_assets.distillation import (
 )
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
-from tests.model_support import converted_small_model, link_small_model  # noqa: F401
+from tests.model_support import link_small_model
 
 QWEN_FILE = "samples/qwen25_math_cot_100x8.jsonl"
 QWEN_MODEL = "Qwen2.5-Math-7B-Instruct"
@@ -185,9 +185,9 @@ def test_verified_distillations_asset_checks(r1_home, shared_data):
 
 
 def test_distillation_assets_use_shards_and_pools():
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import build_definitions
 
-    graph = defs.resolve_asset_graph()
+    graph = build_definitions().resolve_asset_graph()
     distil = graph.get(dg.AssetKey("distillations")).assets_def
     verify = graph.get(dg.AssetKey("verified_distillations")).assets_def
     assert distil.op.pool == "gpu" and verify.op.pool == "duckdb_writer"
@@ -213,8 +213,9 @@ PROBLEMS = [
 def test_distillation_chain_with_small_model(r1_home, write_config, converted_small_model):
     from dagster_project.assets.difficulty import pass_rates
     from dagster_project.assets.distillation import distillations, verified_distillations
-    from dagster_project.partitions import sync_shard_partitions
+    from dagster_project.partitions import register_shard_partitions
     from dagster_project.resources import EngineResource, R1Resource
+    from r1_assets.difficulty import sync_shards
 
     link_small_model(r1_home, converted_small_model)
     model = {"name": "small_model", "dtype": "auto", "enforce_eager": True, "max_model_len": 1024, "batch_size": 16}
@@ -234,7 +235,8 @@ def test_distillation_chain_with_small_model(r1_home, write_config, converted_sm
                          "answer": [a for _, a in PROBLEMS], "run_id": ["seed"] * len(PROBLEMS)})
     store.replace_partition("clean_problems", rows, where=None, lineage=Lineage(run_id="seed"))
     instance = dg.DagsterInstance.get()
-    [shard] = sync_shard_partitions(instance, R1Resource())
+    sync_shards(store, shard_size=10)
+    [shard] = register_shard_partitions(instance, store)
     resources = {"r1": R1Resource(), "engine": EngineResource()}
     result = dg.materialize([pass_rates, distillations, verified_distillations], partition_key=shard,
                             instance=instance, resources=resources)

@@ -25,7 +25,7 @@ from r1_assets.engines import (
     sample_seed,
 )
 from r1_assets.storage import Store
-from tests.model_support import VllmServer, converted_small_model, link_small_model  # noqa: F401
+from tests.model_support import VllmServer, link_small_model
 
 SAMPLING = SamplingConfig(n=3, temperature=0.7, top_p=0.95, max_tokens=48, seed=0)
 TEMPLATE = "{problem}\nAnswer with just the number."

@@ -18,8 +18,7 @@ import duckdb
 import pytest
 
 from dagster_project.pools import ensure_pools
-from tests.conftest import REPO_ROOT
-from tests.model_support import converted_small_model  # noqa: F401  (fixture)
+from tests.paths import REPO_ROOT
 
 RUN_ID = re.compile(r"- ([0-9a-f-]{36}) - .*RUN_SUCCESS")
 
@@ -214,12 +213,14 @@ def _model_home(base: Path, converted: Path, config_path: Path) -> dict:
     })
     Store(home).replace_partition("clean_problems", frame, where=None, lineage=Lineage(run_id="seed"))
     env = {**os.environ, "R1_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "R1_CONFIG": str(config_path)}
-    # Register the shard in this instance the way the shard sensor does.
-    code = ("import dagster as dg; from dagster_project.partitions import sync_shard_partitions;"
-            "from dagster_project.resources import R1Resource;"
-            "print(sync_shard_partitions(dg.DagsterInstance.get(), R1Resource()))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "shard-00000" in out.stdout, out.stderr[-3000:]
+    # Assign and register the shard the way the clean_problems step does.
+    from dagster_project.partitions import register_shard_partitions
+    from r1_assets.difficulty import sync_shards
+
+    store = Store(home)
+    sync_shards(store, shard_size=80)
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        assert register_shard_partitions(instance, store) == ["shard-00000"]
     return env
 
 

@@ -1,6 +1,8 @@
 """Decontamination: each method on crafted cases, the known overlaps of the shared data, and
 benchmark_problems -> clean_problems through a real Dagster CLI run."""
 
+import dagster as dg
+from dagster._core.errors import DagsterAssetCheckFailedError
 import duckdb
 import polars as pl
 import pytest
@@ -134,7 +136,7 @@ BENCHMARKS = {
 
 @pytest.fixture(scope="module")
 def shared_hits():
-    from tests.conftest import SHARED_DATA
+    from tests.paths import SHARED_DATA
 
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
@@ -218,7 +220,7 @@ def _seed_raw(cfg, store: Store) -> None:
                                 where={"source": src.name}, lineage=Lineage(run_id="seed"))
 
 
-def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, write_config, dagster_materialize):
+def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, write_config, materialize):
     config = {
         "sources": [
             {"name": "math_train", "kind": "file", "path": str(shared_data / "pools/math_train.json"), "limit": 2000},
@@ -234,7 +236,7 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
     store = Store(r1_home)
     from r1_assets.config import load_config
     _seed_raw(load_config(path), store)
-    dagster_materialize("+clean_problems")
+    materialize(["benchmark_problems", "unique_problems", "clean_problems"])
 
     with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
@@ -260,11 +262,10 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
     # A benchmark file that is not there: the blocking check fails the run, clean_problems is not rewritten.
     config["benchmarks"][1]["path"] = str(shared_data / "benchmarks/amc23_moved.jsonl")
     write_config(config)
-    with pytest.raises(AssertionError) as failed:
-        dagster_materialize("+clean_problems")
+    with pytest.raises(DagsterAssetCheckFailedError) as failed:
+        materialize(["benchmark_problems", "unique_problems", "clean_problems"])
     assert "benchmarks_loaded" in str(failed.value)
     # The check's own message (in the UI and the run's event log) says which benchmark and why.
-    import dagster as dg
     with dg.DagsterInstance.get() as instance:
         run = instance.get_runs(limit=1)[0]
         assert run.status == dg.DagsterRunStatus.FAILURE
@@ -280,7 +281,7 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
 
 def test_packaged_cluster_profile_and_shared_example_parse():
     from r1_assets.config import load_config
-    from tests.conftest import REPO_ROOT
+    from tests.paths import REPO_ROOT
 
     cluster = load_config(REPO_ROOT / "r1_assets/defaults/cluster.yaml")
     hub = {b.name: (b.dataset, b.config, b.split) for b in cluster.benchmarks}

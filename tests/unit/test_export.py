@@ -19,9 +19,9 @@ from r1_assets.config import ConfigError, ExportConfig, parse_config
 from r1_assets.export import ExportError, export_dir, export_split
 from r1_assets.splits import build_split
 from r1_assets.storage import Store
-from tests.test_splits_world import WORLD_CONFIG, bulk_problems, named_problems, populate_world
+from tests.splits_world import WORLD_CONFIG, bulk_problems, named_problems, populate_world
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO_ROOT
 TOKEN = "hf_test_SECRET_token_value_123456"
 
 

@@ -1,6 +1,6 @@
 """Light-R1 splits on a real DuckDB store: the selection rules, lineage, and the Dagster assets.
 
-The world (tests/test_splits_world.py) writes every stage table through the real Store and
+The world (tests.splits_world.py) writes every stage table through the real Store and
 schema; each named problem exercises one rule of r1_assets/splits.py.
 """
 
@@ -19,7 +19,7 @@ from dagster_project.resources import R1Resource
 from r1_assets.config import ConfigError, parse_config
 from r1_assets.splits import SplitError, build_split
 from r1_assets.storage import Store
-from tests.test_splits_world import (
+from tests.splits_world import (
     SMALL,
     STRONG,
     WORLD_CONFIG,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(420)]
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from importlib import resources
 
-from tests.conftest import REPO_ROOT
-from tests.model_support import converted_small_model, link_small_model  # noqa: F401  (fixture)
+from tests.paths import REPO_ROOT
+from tests.model_support import link_small_model
 
 pytestmark = pytest.mark.model
 
