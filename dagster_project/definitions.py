@@ -27,12 +27,17 @@ def _env(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def build_definitions(config_path: str | Path | None = None, home: str | Path | None = None) -> dg.Definitions:
+def build_definitions(
+    config_path: str | Path | None = None,
+    home: str | Path | None = None,
+    executor: dg.ExecutorDefinition | None = None,
+) -> dg.Definitions:
     """Every asset, check, sensor and resource of r1-curator for one config.
 
     ``config_path`` / ``home`` default to ``R1_CONFIG`` / ``R1_HOME`` (else the packaged
     embedded default / ``.r1/``). The config is loaded once here: it names the source
-    partitions and sets each asset's code version.
+    partitions and sets each asset's code version. ``executor``: a deployment's own (e.g.
+    dagster-k8s' ``k8s_job_executor``); default Dagster's multiprocess executor.
     """
     cfg = load_config(config_path)
     r1 = R1Resource(
@@ -54,6 +59,7 @@ def build_definitions(config_path: str | Path | None = None, home: str | Path | 
         asset_checks=dg.load_asset_checks_from_package_module(assets),
         resources={"r1": r1, "engine": EngineResource()},
         sensors=automation.sensors,
+        executor=executor,
     )
 
 
