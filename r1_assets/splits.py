@@ -4,10 +4,12 @@ Stage 1 (``stage1_sft``), one row per problem:
   1. the problem is in ``clean_problems`` (deduplicated, not contaminated);
   2. its pass rate under ``difficulty.model`` is below ``splits.alpha``. The pass rate pools
      every ``pass_rates`` row of that model whose reference answer parsed
-     (``reference_status = 'ok'``): sum(n_correct) / sum(k). A problem whose reference could
-     not be parsed has no pass rate and is never selected;
-  3. it has at least one *verified, complete* teacher solution: ``verified_distillations.correct``
-     is true, ``format_ok`` is true, ``finish_reason = 'stop'`` and the reasoning is not empty;
+     (``reference_status = 'ok'``): sum(n_correct) / sum(k) (the view ``pooled_pass_rates`` and
+     macro ``pass_rate_under`` in sql/schema.sql). A problem whose reference could not be
+     parsed has no pass rate and is never selected;
+  3. it has at least one *usable* teacher solution (``distillation_samples.usable`` in
+     sql/schema.sql): ``verified_distillations.correct`` is true, ``format_ok`` is true,
+     ``finish_reason = 'stop'`` and the reasoning is not empty;
   4. one solution is chosen per problem (``splits.choice``): ``shortest`` = fewest tokens,
      ties broken by generation_id; ``random`` = lowest md5(seed:generation_id), which is
      reproducible and does not change when unrelated samples are added;
@@ -26,6 +28,9 @@ Each row carries ``messages`` ready for SFT trainers::
 
 Every problem of the input gets exactly one ``outcome`` (why it was kept or dropped); the
 counts per source are the split's funnel. Same tables + same params = same rows.
+
+The SQL is in sql/splits (one file per operation, loaded like the analysis pack); this module
+turns the config into the files' ``$name`` parameters and runs them.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Fixture modules (plugins): their fixtures are available to every test by name.
+pytest_plugins = ["tests.splits_world"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # CI clones the project with ../shared beside it; R1_SHARED_DATA overrides.
 SHARED_DATA = Path(os.environ.get("R1_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
