@@ -145,11 +145,11 @@ class Store:
     # Parameters are named ``$name`` placeholders bound from a mapping (the project's one style).
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         with self.connect(read_only=True) as con:
-            return con.execute(sql, dict(params or {})).pl()
+            return con.execute(sql, params or {}).pl()
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         with self.connect(read_only=True) as con:
-            row = con.execute(sql, dict(params or {})).fetchone()
+            row = con.execute(sql, params or {}).fetchone()
         return row[0] if row else None
 
     def count(self, table: str, where: Mapping[str, Any] | None = None) -> int:
