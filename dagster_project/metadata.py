@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import dagster as dg
 import polars as pl
 
-from r1_assets.storage import Store, quote_ident
+from r1_assets.storage import Store, quote_ident, where_clause
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10, max_chars: int = 80) -> str:
@@ -40,11 +40,7 @@ def table_metadata(
     preview_columns: list[str] | None = None,
 ) -> dict[str, Any]:
     """Row count, column schema and a markdown preview of a stored table (or one partition)."""
-    clause = ""
-    params: list = []
-    if where:
-        clause = " WHERE " + " AND ".join(f"{quote_ident(k)} = ?" for k in where)
-        params = list(where.values())
+    clause, params = where_clause(where)
     cols = ", ".join(quote_ident(c) for c in preview_columns) if preview_columns else "*"
     preview = store.query(f"SELECT {cols} FROM {quote_ident(table)}{clause} LIMIT 10", params)
     schema = dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in store.columns(table)])

@@ -11,20 +11,24 @@ and from Python::
 
     from r1_assets.analysis import run_named_query
     run_named_query("yield_funnel", {"alpha": 0.3})
+
+The same loader reads the other folders of one-statement files (``sql/splits``), whose
+parameters are bound ``$name`` placeholders instead (``execute_bound_query``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import duckdb
 import polars as pl
 
-from r1_assets.storage import SQL_DIR, Store
+from r1_assets.storage import SQL_DIR, Store, quote_ident
 
 ANALYSIS_DIR = SQL_DIR / "analysis"
 _PARAM = re.compile(r"^--\s*@param\s+([A-Za-z_][A-Za-z0-9_]*)\s+([A-Z\[\]]+)\s*:\s*(.*)$")
@@ -70,17 +74,33 @@ def _parse(path: Path) -> NamedQuery:
     return NamedQuery(path.stem, path, "\n".join(description), params, sql)
 
 
-@lru_cache(maxsize=1)
+@cache
+def load_queries(folder: Path) -> dict[str, NamedQuery]:
+    """Every ``.sql`` file in ``folder``, by file name without ``.sql``."""
+    return {p.stem: _parse(p) for p in sorted(folder.glob("*.sql"))}
+
+
 def named_queries() -> dict[str, NamedQuery]:
     """Every query in sql/analysis, by file name without ``.sql``."""
-    return {p.stem: _parse(p) for p in sorted(ANALYSIS_DIR.glob("*.sql"))}
+    return load_queries(ANALYSIS_DIR)
 
 
-def get_query(name: str) -> NamedQuery:
-    queries = named_queries()
+def get_query(name: str, folder: Path = ANALYSIS_DIR) -> NamedQuery:
+    queries = load_queries(folder)
     if name not in queries:
-        raise QueryError(f"no analysis query named '{name}'; known: {sorted(queries)}")
+        raise QueryError(f"no {folder.name} query named '{name}'; known: {sorted(queries)}")
     return queries[name]
+
+
+def execute_bound_query(
+    con: duckdb.DuckDBPyConnection, query: NamedQuery, params: Mapping[str, Any]
+) -> duckdb.DuckDBPyConnection:
+    """Run ``query`` with its ``$name`` placeholders bound to ``params`` (exactly the declared ones)."""
+    if set(params) != set(query.params):
+        raise QueryError(
+            f"{query.path.name} takes {sorted(query.params)}; given {sorted(params)}"
+        )
+    return con.execute(query.sql, dict(params))
 
 
 def execute_named_query(
@@ -95,7 +115,7 @@ def execute_named_query(
     # Reset every declared variable, so a value from an earlier call on this connection never leaks.
     for key in query.params:
         # Names come from the query's own header (validated identifiers), values are bound.
-        con.execute(f"SET VARIABLE {key} = ?", [params.get(key)])
+        con.execute(f"SET VARIABLE {quote_ident(key)} = $value", {"value": params.get(key)})
     return pl.from_arrow(con.execute(query.sql).to_arrow_table())
 
 

@@ -216,8 +216,6 @@ class DifficultyConfig(_Section):
     prompt_template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
     # Problems per shard partition (Open-R1 runs 200 rows per job).
     shard_size: int = Field(default=200, gt=0)
-    # Open-R1's demo band: keep 0.2 < pass_rate < 0.8.
-    band: tuple[float, float] = (0.2, 0.8)
     # Answer extraction: small models rarely write \boxed{}; lenient extraction falls back to
     # the last number of the answer when there is no boxed/LaTeX answer (see difficulty.py).
     lenient_extraction: bool = True
@@ -240,11 +238,11 @@ class DistillationConfig(_Section):
     # - pass_rate_band: those whose pass rate under difficulty.model lies inside `band` (closed);
     #   problems without a pass rate (unparseable/missing reference) are never selected;
     # - all: every clean problem of the shard.
+    # Distillations share the pass_rates shards (difficulty.shard_size).
     selection: Literal["pass_rate_band", "all"] = "pass_rate_band"
+    # The one pass-rate band of the pipeline. Open-R1's demo filter keeps 0.2 < pass rate < 0.8
+    # (cluster.yaml); the default keeps every scored problem.
     band: tuple[float, float] = (0.0, 1.0)
-    # Unused: distillations share the pass_rates shards (difficulty.shard_size). Kept so
-    # existing configs stay valid.
-    shard_size: int = Field(default=200, gt=0)
 
     @model_validator(mode="after")
     def _band_ordered(self) -> "DistillationConfig":

@@ -287,9 +287,6 @@ class DecontaminationResult:
     hits: pl.DataFrame                   # CONTAMINATION_COLUMNS, one row per (problem, benchmark row, method)
     stats: dict = field(default_factory=dict)
 
-    def contaminated_ids(self) -> set[str]:
-        return set(self.hits["problem_id"].unique().to_list())
-
     def per_benchmark(self, benchmarks: pl.DataFrame) -> pl.DataFrame:
         """benchmark | benchmark rows | hits per method | distinct pool problems flagged."""
         loaded = benchmarks.group_by("benchmark").agg(benchmark_rows=pl.len())

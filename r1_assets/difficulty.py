@@ -22,7 +22,7 @@ unsolved (open-r1 issue 293 counted those as solved).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import polars as pl
 
@@ -74,12 +74,9 @@ def shard_problems(store: Store, shard: str) -> pl.DataFrame:
     """The clean problems of one shard: problem_id, problem, answer."""
     return store.query(
         "SELECT c.problem_id, c.problem, c.answer FROM clean_problems c JOIN problem_shards s USING (problem_id) "
-        "WHERE s.shard = ? ORDER BY c.problem_id",
-        [shard],
+        "WHERE s.shard = $shard ORDER BY c.problem_id",
+        {"shard": shard},
     )
-
-
-VerifyFn = Callable[..., list]
 
 
 def score_pass_rates(
@@ -94,7 +91,6 @@ def score_pass_rates(
     timeout_s: int = 5,
     workers: int | None = None,
     lenient: bool = True,
-    verify_batch: VerifyFn | None = None,
     progress=None,
 ) -> pl.DataFrame:
     """One pass_rates row per problem from its stored samples (``generations`` rows).
@@ -102,8 +98,8 @@ def score_pass_rates(
     Only the first ``k`` error-free samples (by sample_idx) count, so k is the same for every
     problem whose samples all succeeded; a problem with failed samples has a smaller k.
     """
-    if verify_batch is None:
-        from r1_assets.verification import verify_batch
+    # math-verify loads only where scoring runs.
+    from r1_assets.verification import verify_batch
 
     ok = samples.filter(pl.col("error").is_null() & (pl.col("sample_idx") < k))
     answers = dict(problems.select("problem_id", "answer").iter_rows())

@@ -109,7 +109,7 @@ def select_problems(store: Store, cfg: PipelineConfig, shard: str) -> pl.DataFra
     rows = store.query(
         "SELECT c.problem_id, c.problem, c.answer, p.pass_rate "
         "FROM clean_problems c JOIN problem_shards s USING (problem_id) "
-        "LEFT JOIN pass_rates p ON p.problem_id = c.problem_id AND p.model = $model "
+        "LEFT JOIN pooled_pass_rates p ON p.problem_id = c.problem_id AND p.model = $model "
         "WHERE s.shard = $shard ORDER BY c.problem_id",
         {"model": difficulty_model, "shard": shard},
     )
@@ -294,8 +294,8 @@ def shard_distillations(store: Store, shard: str) -> pl.DataFrame:
     return store.query(
         "SELECT d.generation_id, d.problem_id, d.model, d.text, d.reasoning, d.final_answer, d.finish_reason, "
         "c.problem, c.answer FROM distillations d LEFT JOIN clean_problems c USING (problem_id) "
-        "WHERE d.shard = ? ORDER BY d.problem_id, d.sample_idx",
-        [shard],
+        "WHERE d.shard = $shard ORDER BY d.problem_id, d.sample_idx",
+        {"shard": shard},
     )
 
 

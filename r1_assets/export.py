@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from r1_assets.config import ExportConfig
-from r1_assets.storage import Store, code_version, scrub
+from r1_assets.storage import Store, code_version, quote_ident, scrub
 
 EXPORTS_DIRNAME = "exports"
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
@@ -67,10 +67,6 @@ def export_dir(home: Path, split: str) -> Path:
     if path.parent != root:
         raise ExportError(f"export: {root / split} resolves to {path}, outside {root}; refusing to write there")
     return path
-
-
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _sha256(path: Path) -> str:
@@ -124,23 +120,26 @@ def export_split(store: Store, split: str, cfg: ExportConfig, run_id: str) -> Ex
 
 def _write(store: Store, split: str, cfg: ExportConfig, run_id: str, out: Path) -> ExportResult:
     select = (
-        f'SELECT * REPLACE (from_json(messages, \'{_MESSAGES_TYPE}\') AS messages) FROM "{split}" ORDER BY problem_id'
+        f"SELECT * REPLACE (from_json(messages, $messages_type) AS messages) FROM {quote_ident(split)} ORDER BY problem_id"
     )
     with store.connect(read_only=True) as con:
         exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [split]
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = $split", {"split": split}
         ).fetchone()[0]
         if not exists:
             raise ExportError(f"export: no table '{split}' in {store.path}; materialize it first")
-        rows = con.execute(f'SELECT count(*) FROM "{split}"').fetchone()[0]
+        rows = con.execute(f"SELECT count(*) FROM {quote_ident(split)}").fetchone()[0]
         lineage = con.execute(
-            "SELECT run_id, params, created_at FROM lineage WHERE table_name = ? ORDER BY created_at DESC LIMIT 1",
-            [split],
+            "SELECT run_id, params, created_at FROM lineage WHERE table_name = $split ORDER BY created_at DESC LIMIT 1",
+            {"split": split},
         ).fetchone()
         for fmt, options in _FILE_FORMATS.items():
             if fmt in cfg.formats:
-                con.execute(f"COPY ({select}) TO {_sql_path(out / f'{split}.{fmt}')} {options}")
-        table = con.execute(select).to_arrow_table() if "hf" in cfg.formats else None
+                con.execute(
+                    f"COPY ({select}) TO $path {options}",
+                    {"messages_type": _MESSAGES_TYPE, "path": str(out / f"{split}.{fmt}")},
+                )
+        table = con.execute(select, {"messages_type": _MESSAGES_TYPE}).to_arrow_table() if "hf" in cfg.formats else None
     if table is not None:
         import datasets
 

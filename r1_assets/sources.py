@@ -140,7 +140,7 @@ def source_files(src: SourceConfig, cfg: PipelineConfig) -> list[Path]:
 
 
 def _read_one_file(src: SourceConfig, path: Path) -> Iterator[Any]:
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    suffix = path.suffix
     if suffix == ".jsonl":
         return _read_jsonl(path)
     if suffix == ".json":

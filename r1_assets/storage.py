@@ -142,24 +142,25 @@ class Store:
             raise StorageError(f"{self.path} is read-only")
 
     # -- reads -----------------------------------------------------------------------
-    def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
+    # Parameters are named ``$name`` placeholders bound from a mapping (the project's one style).
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         with self.connect(read_only=True) as con:
-            return con.execute(sql, params or []).pl()
+            return con.execute(sql, params or {}).pl()
 
-    def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         with self.connect(read_only=True) as con:
-            row = con.execute(sql, params or []).fetchone()
+            row = con.execute(sql, params or {}).fetchone()
         return row[0] if row else None
 
     def count(self, table: str, where: Mapping[str, Any] | None = None) -> int:
-        clause, params = _where(where)
+        clause, params = where_clause(where)
         return int(self.scalar(f"SELECT count(*) FROM {quote_ident(table)}{clause}", params))
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = ? ORDER BY ordinal_position", [table]
+                "WHERE table_name = $table ORDER BY ordinal_position", {"table": table}
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
@@ -197,7 +198,7 @@ class Store:
                 con.execute("BEGIN TRANSACTION")
                 try:
                     for name, (data, data_where) in writes.items():
-                        clause, params = _where(data_where)
+                        clause, params = where_clause(data_where)
                         con.execute(f"DELETE FROM {quote_ident(name)}{clause}", params)
                         _insert(con, name, data)
                     _insert(con, "lineage", lineage_row)
@@ -233,11 +234,13 @@ class Store:
 _WRITE_ERRORS = (duckdb.IOException, duckdb.TransactionException, OSError)
 
 
-def _where(where: Mapping[str, Any] | None) -> tuple[str, list]:
+def where_clause(where: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """`` WHERE "col" = $col AND ...`` and its parameters; '' and {} when ``where`` is empty."""
     if not where:
-        return "", []
-    parts = [f"{quote_ident(k)} = ?" for k in where]
-    return " WHERE " + " AND ".join(parts), list(where.values())
+        return "", {}
+    # Each column name doubles as its parameter's name; quote_ident admits identifiers only.
+    parts = [f"{quote_ident(k)} = ${k}" for k in where]
+    return " WHERE " + " AND ".join(parts), dict(where)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

@@ -190,7 +190,43 @@ FROM distillations d
 JOIN verified_distillations v USING (generation_id)
 GROUP BY d.problem_id, d.model;
 
--- Light-R1 SFT splits (rules in r1_assets/splits.py). Each table is replaced as a whole;
+-- Shared rules. Each is written once, here, and read by the splits (sql/splits) and the
+-- analysis pack (sql/analysis) alike.
+
+-- The pooled pass rate of each problem under each model: every pass_rates row of that model
+-- (any params_hash or shard) whose reference answer parsed counts; pass_rate = n_correct / k
+-- over them. k, n_correct and pass_rate are NULL when no row counts (reference unparseable or
+-- missing, or no samples): such a problem has no pass rate.
+CREATE VIEW IF NOT EXISTS pooled_pass_rates AS
+SELECT problem_id, model, k, n_correct, n_correct::DOUBLE / k AS pass_rate
+FROM (
+    SELECT problem_id, model,
+           sum(k) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL AND k > 0) AS k,
+           sum(n_correct) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL AND k > 0) AS n_correct
+    FROM pass_rates
+    GROUP BY problem_id, model
+);
+
+-- The pooled pass rate of each scored problem under one model known by several names (its
+-- role, name and served name: r1_assets.splits.model_ids), pooling the counts of
+-- pooled_pass_rates over those names. model_ids NULL pools every model.
+CREATE MACRO IF NOT EXISTS pass_rate_under(model_ids) AS TABLE
+SELECT problem_id, sum(n_correct)::DOUBLE / sum(k) AS pass_rate
+FROM pooled_pass_rates
+WHERE k IS NOT NULL AND (model_ids IS NULL OR list_contains(model_ids, model))
+GROUP BY problem_id;
+
+-- Every teacher sample with its verdict, and whether it is usable as an SFT solution: verified
+-- correct, well formatted, finished (finish_reason 'stop') and with non-whitespace reasoning
+-- (a regexp, as trim() is ~20x slower on a million rows). Unverified samples are not usable.
+CREATE VIEW IF NOT EXISTS distillation_samples AS
+SELECT d.*, v.correct, v.format_ok, v.verdict,
+       coalesce(v.correct AND v.format_ok AND d.finish_reason = 'stop'
+                AND regexp_matches(coalesce(d.reasoning, ''), '\S'), false) AS usable
+FROM distillations d
+LEFT JOIN verified_distillations v USING (generation_id);
+
+-- Light-R1 SFT splits (rules in r1_assets/splits.py and sql/splits). Each table is replaced as a whole;
 -- its selection params (alpha, choice, seed, caps, models) are in `lineage.params`.
 CREATE TABLE IF NOT EXISTS stage1_sft (
     problem_id    VARCHAR PRIMARY KEY,

@@ -14,8 +14,9 @@ import yaml
 
 from tests.paths import REPO_ROOT, SHARED_DATA
 
-# Fixture plugins: Dagster runs (in-process and CLI) and the real small model / vLLM server.
-pytest_plugins = ["tests.dagster_support", "tests.model_support"]
+# Fixture plugins: Dagster runs (in-process and CLI), the real small model / vLLM server, and
+# the split-stage world.
+pytest_plugins = ["tests.dagster_support", "tests.model_support", "tests.splits_world"]
 
 
 

@@ -74,7 +74,7 @@ class VllmServer:
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
 
-    def start(self, log_path: Path, timeout_s: float = 300) -> "VllmServer":
+    def start(self, log_path: Path, timeout_s: float = 300) -> VllmServer:
         import httpx
 
         self.log_path = log_path

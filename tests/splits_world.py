@@ -1,4 +1,8 @@
-"""A small, realistic r1-curator database for the split, SQL and export tests (no tests here).
+"""A small, realistic r1-curator database for the split, SQL and export tests.
+
+A pytest plugin (registered in tests/conftest.py): the fixtures ``splits_world`` (a fresh
+populated store per test) and ``built_splits_world`` (both splits built, shared read-only by a
+module); tests that need their own variant call ``populate_world`` directly.
 
 ``populate_world(store)`` writes every stage table through ``Store.replace_partition``,
 exactly as the stage assets do (one partition per source or shard, with lineage rows).
@@ -8,11 +12,15 @@ Each named problem exercises one outcome of the split rules in r1_assets/splits.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 
 import polars as pl
+import pytest
 
+from r1_assets.config import parse_config
+from r1_assets.splits import build_split
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id, stable_hash
 
@@ -208,3 +216,22 @@ def populate_world(store: Store, problems: list[Problem] | None = None) -> dict[
         store.replace_partition("verified_distillations", frame([r for r in ver_rows if r["shard"] == shard], ver_schema),
                                 where={"shard": shard}, lineage=lin)
     return {p.key: p for p in problems}
+
+
+@pytest.fixture
+def splits_world(tmp_path) -> tuple[Store, dict[str, Problem]]:
+    """A fresh store holding the named world, and its problems by key."""
+    store = Store(tmp_path / "home")
+    return store, populate_world(store)
+
+
+@pytest.fixture(scope="module")
+def built_splits_world(tmp_path_factory) -> tuple[Store, dict[str, Problem]]:
+    """The named world with both splits built (WORLD_CONFIG, alpha 0.5), shared read-only by a module."""
+    home = tmp_path_factory.mktemp("splits_world") / "home"
+    store = Store(home)
+    problems = populate_world(store)
+    cfg = parse_config(copy.deepcopy(WORLD_CONFIG), home)
+    build_split(store, cfg, "stage1_sft", "run-s1")
+    build_split(store, cfg, "stage2_sft", "run-s2")
+    return store, problems

@@ -19,14 +19,17 @@ from r1_assets.decontamination import METHOD_LABELS, decontaminate_clusters
 from r1_assets.dedupe import deduplicate
 from r1_assets.difficulty import sync_shards
 from r1_assets.sources import collect_source
-from r1_assets.storage import Lineage, Store
+from r1_assets.storage import Lineage, Store, quote_ident
 
 _ALL_SOURCES = dg.AllPartitionMapping()
 _EXAMPLE_CHARS = 160
 
 
-def _configured_rows(store: Store, table: str, column: str, names: list[str], select: str) -> pl.DataFrame:
-    return store.query(f"SELECT {select} FROM {table} WHERE list_contains(?, {column})", [names])
+def _configured_rows(store: Store, table: str, column: str, names: list[str], columns: list[str]) -> pl.DataFrame:
+    select = ", ".join(quote_ident(c) for c in columns)
+    return store.query(
+        f"SELECT {select} FROM {quote_ident(table)} WHERE list_contains($names, {quote_ident(column)})", {"names": names}
+    )
 
 
 # -- unique_problems ---------------------------------------------------------------------
@@ -48,7 +51,7 @@ def unique_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
     for source in stale_sources(store, cfg.sources):
         metadata = collect_partition(r1, source, context.run.run_id, context.log)
         context.log_event(dg.AssetMaterialization(asset_key="raw_problems", partition=source.name, metadata=metadata))
-    rows = _configured_rows(store, "raw_problems", "source", names, "problem_id, source, source_row, problem, answer")
+    rows = _configured_rows(store, "raw_problems", "source", names, ["problem_id", "source", "source_row", "problem", "answer"])
     per_source = dict(rows.group_by("source").len().iter_rows()) if rows.height else {}
     context.log.info(f"deduplicating {rows.height:,} raw rows from {len(per_source)} sources")
 
@@ -229,7 +232,7 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
     cfg = r1.pipeline()
     store = r1.store()
     names = [b.name for b in cfg.benchmarks]
-    benchmarks = _configured_rows(store, "benchmark_problems", "benchmark", names, "benchmark, benchmark_row, problem")
+    benchmarks = _configured_rows(store, "benchmark_problems", "benchmark", names, ["benchmark", "benchmark_row", "problem"])
     loaded = dict(benchmarks.group_by("benchmark").len().iter_rows()) if benchmarks.height else {}
     missing = _benchmarks_missing(cfg, loaded)
     if missing:

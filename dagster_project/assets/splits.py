@@ -13,7 +13,7 @@ from r1_assets.analysis import execute_named_query
 from r1_assets.charts import binned_bar_chart, funnel_chart, histogram_chart, png_markdown
 from r1_assets.export import export_split
 from r1_assets.splits import STAGE1_OUTCOMES, STAGE2_OUTCOMES, SplitSelection, build_split, model_ids
-from r1_assets.storage import Store
+from r1_assets.storage import Store, quote_ident
 
 # The split tables read every shard of the sharded stages.
 _ALL_SHARDS = dg.AllPartitionMapping()
@@ -200,14 +200,13 @@ def stage2_sft_rows_are_verified(r1: R1Resource) -> dg.AssetCheckResult:
 
 
 def _rows_are_verified(store: Store, split: str) -> dg.AssetCheckResult:
-    # split is one of two constants, never config text.
+    # The usable-sample rule is the view the splits select with (sql/schema.sql).
     bad = store.query(
         f"""
         SELECT s.problem_id, s.generation_id
-        FROM "{split}" s
-        LEFT JOIN verified_distillations v USING (generation_id)
-        LEFT JOIN distillations d USING (generation_id)
-        WHERE v.correct IS NOT TRUE OR v.format_ok IS NOT TRUE OR d.finish_reason IS DISTINCT FROM 'stop'
+        FROM {quote_ident(split)} s
+        LEFT JOIN distillation_samples d USING (generation_id)
+        WHERE d.usable IS NOT TRUE
            OR d.problem_id IS DISTINCT FROM s.problem_id
            OR json_array_length(s.messages) <> 2
            OR (s.messages->>'$[0].role') IS DISTINCT FROM 'user'

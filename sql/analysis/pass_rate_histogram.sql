@@ -1,6 +1,6 @@
 -- Pass-rate (difficulty) histogram by source and model.
--- A problem's pass rate under a model pools its pass_rates rows whose reference parsed:
--- sum(n_correct) / sum(k), the rule the splits use. Problems whose reference answer could not
+-- A problem's pass rate under a model is the view pooled_pass_rates (sql/schema.sql), the rule
+-- the splits use. Problems whose reference answer could not
 -- be parsed have no pass rate: they are counted in the bin 'unparseable' (bin_start NULL).
 --
 -- @param model VARCHAR: only this model as stored in pass_rates.model (default: every model)
@@ -12,12 +12,9 @@ WITH settings AS (
     SELECT coalesce(getvariable('bin_width'), 0.125)::DOUBLE AS w, getvariable('model')::VARCHAR AS only_model
 ),
 pooled AS (
-    SELECT problem_id, model,
-           sum(n_correct) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL)::DOUBLE
-             / nullif(sum(k) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL), 0) AS pass_rate
-    FROM pass_rates
+    SELECT problem_id, model, pass_rate
+    FROM pooled_pass_rates
     WHERE (SELECT only_model FROM settings) IS NULL OR model = (SELECT only_model FROM settings)
-    GROUP BY ALL
 ),
 counts AS (
     SELECT p.model, coalesce(c.source, '(not in clean_problems)') AS source,

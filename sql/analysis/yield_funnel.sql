@@ -5,8 +5,8 @@
 --   4 scored       clean problems with a pass rate under the difficulty model (reference parsed)
 --   5 passed_difficulty   pass rate < alpha
 --   6 distilled    ... that have at least one teacher sample
---   7 verified     ... that have a verified correct, complete sample (finish_reason stop,
---                  format_ok, non-empty reasoning): the stage-1 candidates before caps
+--   7 verified     ... that have a usable sample (distillation_samples.usable: verified correct,
+--                  finish_reason stop, format_ok, non-empty reasoning): the stage-1 candidates before caps
 --   8 stage1_sft   rows of the stage-1 split
 --   9 stage2_sft   rows of the stage-2 split
 -- From step 2 on a problem counts for the source of its cluster's representative, so a source
@@ -25,20 +25,15 @@ settings AS (
            CASE WHEN getvariable('model') IS NOT NULL THEN [getvariable('model')::VARCHAR]
                 ELSE (SELECT from_json(params->'difficulty_model_ids', '["VARCHAR"]') FROM last_stage1) END AS model_ids
 ),
+-- The pooled pass rate and the usable-sample rule are the views the splits use (sql/schema.sql).
 pooled AS (
-    SELECT problem_id, sum(n_correct)::DOUBLE / sum(k) AS pass_rate
-    FROM pass_rates, settings
-    WHERE reference_status = 'ok' AND pass_rate IS NOT NULL AND k > 0
-      AND (settings.model_ids IS NULL OR list_contains(settings.model_ids, model))
-    GROUP BY problem_id
+    SELECT problem_id, pass_rate FROM pass_rate_under((SELECT model_ids FROM settings))
 ),
 -- One join of the generation-sized tables, grouped per problem (cheaper than two DISTINCTs).
 per_problem AS (
-    SELECT d.problem_id,
-           bool_or(coalesce(v.correct AND v.format_ok, false) AND d.finish_reason = 'stop'
-                   AND regexp_matches(coalesce(d.reasoning, ''), '\S')) AS has_verified
-    FROM distillations d LEFT JOIN verified_distillations v USING (generation_id)
-    GROUP BY d.problem_id
+    SELECT problem_id, bool_or(usable) AS has_verified
+    FROM distillation_samples
+    GROUP BY problem_id
 ),
 flags AS (
     SELECT c.source,

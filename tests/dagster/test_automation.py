@@ -17,7 +17,7 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from dagster_project.definitions import build_definitions
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _jsonl(path, rows):

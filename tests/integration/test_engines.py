@@ -17,7 +17,6 @@ from r1_assets.engines import (
     EngineUnavailable,
     OpenAIEngine,
     SampleRequest,
-    VllmEngine,
     generation_id,
     open_engine,
     params_hash,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import resources
 
 import duckdb
 import pytest
 import yaml
-from importlib import resources
 
+from r1_assets.storage import quote_ident
 from tests.paths import REPO_ROOT
 from tests.model_support import link_small_model
 
@@ -36,7 +37,6 @@ def _reduced_default() -> dict:
     cfg["difficulty"]["sampling"].update(n=4, max_tokens=96)
     cfg["difficulty"]["shard_size"] = 16
     cfg["distillation"]["sampling"].update(n=2, max_tokens=160)
-    cfg["distillation"]["shard_size"] = 16
     return cfg
 
 
@@ -52,7 +52,7 @@ def _run_pipeline() -> str:
 
 def _counts(db) -> dict[str, int]:
     with duckdb.connect(str(db), read_only=True) as con:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in [*CHAIN, "stage2_sft", "generations"]}
+        return {t: con.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0] for t in [*CHAIN, "stage2_sft", "generations"]}
 
 
 def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_model):  # noqa: F811

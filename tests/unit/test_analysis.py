@@ -1,38 +1,29 @@
 """The named SQL analysis queries (sql/analysis) on a real materialized DuckDB store.
 
-Expected numbers are derived from the world's problem definitions (tests.splits_world.py),
+Expected numbers are derived from the world's problem definitions (tests/splits_world.py),
 not from running the SQL, so a wrong join or filter fails here.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import Counter
 
 import duckdb
 import pytest
 
-from r1_assets.analysis import QueryError, execute_named_query, get_query, named_queries, run_named_query
-from r1_assets.config import parse_config
-from r1_assets.splits import build_split
-from r1_assets.storage import SQL_DIR, Store
-from tests.splits_world import SMALL, STRONG, TEACHER, WORLD_CONFIG, populate_world
+from r1_assets.analysis import (
+    QueryError,
+    execute_named_query,
+    get_query,
+    named_queries,
+    run_named_query,
+)
+from r1_assets.storage import SQL_DIR
+from tests.splits_world import SMALL, STRONG, TEACHER
 
 QUERIES = {"row_lineage", "token_lengths", "token_length_histogram", "pass_rate_histogram", "yield_funnel",
            "contamination_report", "verification_failures"}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """The named world with both splits built (alpha 0.5), shared read-only by this module."""
-    home = tmp_path_factory.mktemp("analysis") / "home"
-    store = Store(home)
-    problems = populate_world(store)
-    cfg = parse_config(copy.deepcopy(WORLD_CONFIG), home)
-    build_split(store, cfg, "stage1_sft", "run-s1")
-    build_split(store, cfg, "stage2_sft", "run-s2")
-    return store, problems
 
 
 def _samples(problems):
@@ -51,8 +42,8 @@ def test_every_query_is_named_documented_and_in_the_readme():
     assert get_query("yield_funnel").params["alpha"].startswith("DOUBLE: the difficulty threshold")
 
 
-def test_parameters_are_checked_and_do_not_leak_between_calls(world):
-    store, _ = world
+def test_parameters_are_checked_and_do_not_leak_between_calls(built_splits_world):
+    store, _ = built_splits_world
     with pytest.raises(QueryError, match="no analysis query named 'funnel'"):
         run_named_query("funnel", store=store)
     with pytest.raises(QueryError, match=r"query 'token_lengths' has no parameter\(s\) \['alpha'\]"):
@@ -64,8 +55,8 @@ def test_parameters_are_checked_and_do_not_leak_between_calls(world):
     assert set(every["model"]) == {SMALL, STRONG}
 
 
-def test_yield_funnel_counts_each_step_per_source(world):
-    store, _ = world
+def test_yield_funnel_counts_each_step_per_source(built_splits_world):
+    store, _ = built_splits_world
     funnel = run_named_query("yield_funnel", store=store)
     got = {(r["source"], r["stage"]): r["problems"] for r in funnel.iter_rows(named=True)}
     # gsm: too_easy, not_distilled, bad_format, all_correct + mixed's near-duplicate (folded at step 2).
@@ -89,8 +80,8 @@ def test_yield_funnel_counts_each_step_per_source(world):
     assert strict_all["scored"] == 9 and strict_all["stage1_sft"] == 4
 
 
-def test_pass_rate_histogram_by_source(world):
-    store, p = world
+def test_pass_rate_histogram_by_source(built_splits_world):
+    store, p = built_splits_world
     hist = run_named_query("pass_rate_histogram", {"model": SMALL}, store=store)
     got = {(r["source"], r["bin"]): r["problems"] for r in hist.iter_rows(named=True)}
     scored = [q for q in p.values() if any(m == SMALL for m, *_ in q.pass_rates)]
@@ -104,8 +95,8 @@ def test_pass_rate_histogram_by_source(world):
         ("gsm", "[0,0.5)"): 1, ("math", "[0,0.5)"): 1, ("math", "[0.5,1]"): 1}
 
 
-def test_token_lengths_by_model_and_correctness(world):
-    store, p = world
+def test_token_lengths_by_model_and_correctness(built_splits_world):
+    store, p = built_splits_world
     lengths = run_named_query("token_lengths", store=store)
     samples = _samples(p)
     by_class = Counter("correct" if s.correct else "undecided" if s.correct is None else "wrong" for s in samples)
@@ -119,8 +110,8 @@ def test_token_lengths_by_model_and_correctness(world):
     assert run_named_query("token_lengths", {"model": "other"}, store=store).is_empty()
 
 
-def test_token_length_histogram_bins_cover_every_sample(world):
-    store, p = world
+def test_token_length_histogram_bins_cover_every_sample(built_splits_world):
+    store, p = built_splits_world
     hist = run_named_query("token_length_histogram", {"bins": 10}, store=store)
     samples = _samples(p)
     assert hist["samples"].sum() == len(samples)
@@ -131,8 +122,8 @@ def test_token_length_histogram_bins_cover_every_sample(world):
     assert correct == sum(1 for s in samples if s.correct)
 
 
-def test_contamination_report_by_benchmark_and_method(world):
-    store, p = world
+def test_contamination_report_by_benchmark_and_method(built_splits_world):
+    store, p = built_splits_world
     report = run_named_query("contamination_report", store=store)
     rows = {r["method"]: r for r in report.iter_rows(named=True)}
     assert set(report["benchmark"]) == {"math500"} and set(rows) == {"ngram", "(any)"}
@@ -143,8 +134,8 @@ def test_contamination_report_by_benchmark_and_method(world):
     assert rows["ngram"]["sources"] == "math"
 
 
-def test_verification_failure_reasons(world):
-    store, p = world
+def test_verification_failure_reasons(built_splits_world):
+    store, p = built_splits_world
     failures = run_named_query("verification_failures", store=store)
     got = {(r["kind"], r["reason"]): r["samples"] for r in failures.iter_rows(named=True)}
     samples = _samples(p)
@@ -161,10 +152,10 @@ def test_verification_failure_reasons(world):
     assert pct == pytest.approx(100 / len(samples), abs=0.01)
 
 
-def test_row_lineage_shows_the_full_path_of_a_split_row(world):
-    store, p = world
+def test_row_lineage_shows_the_full_path_of_a_split_row(built_splits_world):
+    store, p = built_splits_world
     mixed = p["mixed"]
-    gid = store.scalar("SELECT generation_id FROM stage2_sft WHERE problem_id = ?", [mixed.problem_id])
+    gid = store.scalar("SELECT generation_id FROM stage2_sft WHERE problem_id = $problem_id", {"problem_id": mixed.problem_id})
     by_problem = run_named_query("row_lineage", {"problem_id": mixed.problem_id}, store=store)
     by_generation = run_named_query("row_lineage", {"generation_id": gid}, store=store)
     assert by_problem.equals(by_generation)
@@ -191,8 +182,8 @@ def test_row_lineage_shows_the_full_path_of_a_split_row(world):
     assert by_problem["step"].to_list() == sorted(by_problem["step"].to_list())
 
 
-def test_row_lineage_of_a_contaminated_problem(world):
-    store, p = world
+def test_row_lineage_of_a_contaminated_problem(built_splits_world):
+    store, p = built_splits_world
     trail = run_named_query("row_lineage", {"problem_id": p["contaminated"].problem_id}, store=store)
     rows = {r["record"]: json.loads(r["row"]) for r in trail.iter_rows(named=True)}
     assert rows["contamination"]["benchmark"] == "math500"
@@ -203,9 +194,9 @@ def test_row_lineage_of_a_contaminated_problem(world):
     assert json.loads(unknown["row"][0]) == {"hits": 0, "in_clean_problems": False}
 
 
-def test_queries_run_as_plain_sql_files_like_the_cli(world):
+def test_queries_run_as_plain_sql_files_like_the_cli(built_splits_world):
     """What `duckdb -readonly r1.duckdb -c "SET VARIABLE ..." -c ".read sql/analysis/X.sql"` does."""
-    store, _ = world
+    store, _ = built_splits_world
     con = duckdb.connect(str(store.path), read_only=True)
     try:
         con.execute("SET VARIABLE model = 'strong_model'")

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import datasets
 import polars as pl
@@ -18,7 +17,7 @@ import pytest
 from r1_assets.config import ConfigError, ExportConfig, parse_config
 from r1_assets.export import ExportError, export_dir, export_split
 from r1_assets.splits import build_split
-from r1_assets.storage import Store
+from r1_assets.storage import Store, quote_ident
 from tests.splits_world import WORLD_CONFIG, bulk_problems, named_problems, populate_world
 
 from tests.paths import REPO_ROOT
@@ -36,7 +35,7 @@ def split_store(tmp_path):
 
 
 def _table(store: Store, split: str) -> pl.DataFrame:
-    return store.query(f"SELECT * FROM {split} ORDER BY problem_id")
+    return store.query(f"SELECT * FROM {quote_ident(split)} ORDER BY problem_id")
 
 
 def test_parquet_jsonl_and_datasetdict_read_back(split_store):

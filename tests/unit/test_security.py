@@ -7,7 +7,6 @@ their error bodies, the worst case for an error message that quotes the response
 """
 
 import json
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,8 +39,8 @@ def _text_columns_containing(db: Path, needle: str) -> list[str]:
             "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'"
         ).fetchall()
         for table, column in cols:
-            sql = f"SELECT count(*) FROM {quote_ident(table)} WHERE contains({quote_ident(column)}, ?)"
-            if con.execute(sql, [needle]).fetchone()[0]:
+            sql = f"SELECT count(*) FROM {quote_ident(table)} WHERE contains({quote_ident(column)}, $needle)"
+            if con.execute(sql, {"needle": needle}).fetchone()[0]:
                 hits.append(f"{table}.{column}")
     return hits
 

@@ -1,6 +1,6 @@
 """Light-R1 splits on a real DuckDB store: the selection rules, lineage, and the Dagster assets.
 
-The world (tests.splits_world.py) writes every stage table through the real Store and
+The world (tests/splits_world.py) writes every stage table through the real Store and
 schema; each named problem exercises one rule of r1_assets/splits.py.
 """
 
@@ -18,10 +18,9 @@ from dagster_project.assets import splits as split_assets
 from dagster_project.resources import R1Resource
 from r1_assets.config import ConfigError, parse_config
 from r1_assets.splits import SplitError, build_split
-from r1_assets.storage import Store
+from r1_assets.storage import Store, quote_ident
 from tests.splits_world import (
     SMALL,
-    STRONG,
     WORLD_CONFIG,
     bulk_problems,
     named_problems,
@@ -35,23 +34,16 @@ def _config(tmp_path, **splits):
     return parse_config(raw, tmp_path)
 
 
-@pytest.fixture
-def world(tmp_path):
-    store = Store(tmp_path / "home")
-    problems = populate_world(store)
-    return store, problems
-
-
 def _rows(store: Store, split: str) -> pl.DataFrame:
-    return store.query(f"SELECT * FROM {split} ORDER BY problem_id")
+    return store.query(f"SELECT * FROM {quote_ident(split)} ORDER BY problem_id")
 
 
 def _ids(store: Store, split: str) -> set[str]:
     return set(_rows(store, split)["problem_id"].to_list())
 
 
-def test_stage1_applies_every_rule(world, tmp_path):
-    store, p = world
+def test_stage1_applies_every_rule(splits_world, tmp_path):
+    store, p = splits_world
     selection = build_split(store, _config(tmp_path), "stage1_sft", "run-1")
     assert _ids(store, "stage1_sft") == {p[k].problem_id for k in ("mixed", "all_correct", "strong_easy", "no_strong")}
     # Every clean problem gets exactly one outcome; the contaminated one is not an input at all.
@@ -68,13 +60,13 @@ def test_stage1_applies_every_rule(world, tmp_path):
     assert mixed["run_id"] == "run-1"
 
 
-def test_stage1_rows_are_chat_messages_of_the_shortest_correct_complete_sample(world, tmp_path):
-    store, p = world
+def test_stage1_rows_are_chat_messages_of_the_shortest_correct_complete_sample(splits_world, tmp_path):
+    store, p = splits_world
     build_split(store, _config(tmp_path), "stage1_sft", "run-1")
     row = store.query(
         "SELECT s.messages, s.n_tokens, d.reasoning, d.final_answer, d.sample_idx, v.correct "
         "FROM stage1_sft s JOIN distillations d USING (generation_id) JOIN verified_distillations v USING (generation_id) "
-        "WHERE s.problem_id = ?", [p["mixed"].problem_id]
+        "WHERE s.problem_id = $problem_id", {"problem_id": p["mixed"].problem_id}
     ).row(0, named=True)
     # mixed: correct samples of 300 and 120 tokens, a wrong one of 200, an undecided one of 90.
     assert (row["n_tokens"], row["sample_idx"], row["correct"]) == (120, 1, True)
@@ -123,8 +115,8 @@ def test_caps_per_source_and_band(tmp_path):
     assert _ids(store, "stage1_sft") == first
 
 
-def test_stage2_keeps_hard_problems_with_mixed_teacher_samples(world, tmp_path):
-    store, p = world
+def test_stage2_keeps_hard_problems_with_mixed_teacher_samples(splits_world, tmp_path):
+    store, p = splits_world
     build_split(store, _config(tmp_path), "stage1_sft", "run-1")
     sel = build_split(store, _config(tmp_path), "stage2_sft", "run-2")
     rows = _rows(store, "stage2_sft")
@@ -136,15 +128,15 @@ def test_stage2_keeps_hard_problems_with_mixed_teacher_samples(world, tmp_path):
     assert rows["stage2_pass_rate"][0] == pytest.approx(1 / 8)
 
 
-def test_stage2_names_a_model_without_pass_rates(world, tmp_path):
-    store, _ = world
+def test_stage2_names_a_model_without_pass_rates(splits_world, tmp_path):
+    store, _ = splits_world
     build_split(store, _config(tmp_path), "stage1_sft", "run-1")
     with pytest.raises(SplitError, match=r"splits.stage2_model 'ghost'.*models present: \['small_model', 'strong_model'\]"):
         build_split(store, _config(tmp_path, stage2_model="ghost"), "stage2_sft", "run-2")
 
 
-def test_unknown_split_and_bad_config_are_clear_errors(world, tmp_path):
-    store, _ = world
+def test_unknown_split_and_bad_config_are_clear_errors(splits_world, tmp_path):
+    store, _ = splits_world
     with pytest.raises(ConfigError, match="unknown split 'stage3_sft'"):
         build_split(store, _config(tmp_path), "stage3_sft", "run")
     with pytest.raises(ConfigError, match="splits: unknown key 'alfa'"):
@@ -153,8 +145,8 @@ def test_unknown_split_and_bad_config_are_clear_errors(world, tmp_path):
         _config(tmp_path, band_edges=[0, 0.5, 0.4, 1])
 
 
-def test_lineage_records_the_selection_params(world, tmp_path):
-    store, _ = world
+def test_lineage_records_the_selection_params(splits_world, tmp_path):
+    store, _ = splits_world
     build_split(store, _config(tmp_path, alpha=0.3, max_per_source=5), "stage1_sft", "run-lin")
     row = store.query("SELECT * FROM lineage WHERE table_name = 'stage1_sft' AND run_id = 'run-lin'").row(0, named=True)
     params = json.loads(row["params"])
