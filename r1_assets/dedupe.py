@@ -236,17 +236,23 @@ class MinHasher:
                     sig[part[0]] = acc
         return sig
 
-    def signatures(self, texts: pl.Series, log: Log = _noop) -> np.ndarray:
-        """(n, num_perm) uint32 signatures, computed ``batch_rows`` rows at a time."""
-        out = np.empty((texts.len(), self.num_perm), dtype=_U32)
+    def signatures(self, texts: pl.Series, log: Log = _noop, take: np.ndarray | None = None) -> np.ndarray:
+        """(n, num_perm) uint32 signatures, computed ``batch_rows`` rows at a time.
+
+        ``take``: sign only these rows of ``texts``, in this order, gathered batch by batch
+        (a gathered copy of millions of texts would cost gigabytes).
+        """
+        n = texts.len() if take is None else len(take)
+        out = np.empty((n, self.num_perm), dtype=_U32)
         step = self.batch_rows
         t0 = time.perf_counter()
-        for lo in range(0, texts.len(), step):
-            counts, sh32 = self.shingle_hashes(texts.slice(lo, step))
+        for lo in range(0, n, step):
+            batch = texts.slice(lo, step) if take is None else texts.gather(take[lo:lo + step])
+            counts, sh32 = self.shingle_hashes(batch)
             out[lo:lo + len(counts)] = self.signatures_from_hashes(counts, sh32)
-            done = min(lo + step, texts.len())
-            if done == texts.len() or (lo // step) % 10 == 9:
-                log(f"minhash: {done:,}/{texts.len():,} rows ({done / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s)")
+            done = min(lo + step, n)
+            if done == n or (lo // step) % 10 == 9:
+                log(f"minhash: {done:,}/{n:,} rows ({done / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s)")
         return out
 
 
@@ -463,14 +469,15 @@ def confirmed_pairs(sig: np.ndarray, cfg: DedupeConfig, log: Log = _noop) -> Ite
             yield pairs[keep], sim[keep], len(pairs)
 
 
-def near_duplicates(texts: pl.Series, cfg: DedupeConfig, log: Log = _noop) -> NearDuplicates:
+def near_duplicates(texts: pl.Series, cfg: DedupeConfig, log: Log = _noop, take: np.ndarray | None = None) -> NearDuplicates:
     """MinHash LSH near-duplicate clusters of ``texts`` (all against all, confirmed pairs).
 
-    Memory is the signatures (n x num_perm x 4 B) plus a few arrays of n and one spill file:
-    candidate and confirmed pairs are never all in memory.
+    ``take``: cluster only these rows of ``texts``, in this order (row k of the result is
+    ``texts[take[k]]``). Memory is the signatures (n x num_perm x 4 B) plus a few arrays of n
+    and one spill file: candidate and confirmed pairs are never all in memory.
     """
-    sig = MinHasher.from_config(cfg).signatures(texts, log)
-    components = UnionFind(texts.len())
+    sig = MinHasher.from_config(cfg).signatures(texts, log, take)
+    components = UnionFind(sig.shape[0])
     candidates = confirmed = 0
     with closing(confirmed_pairs(sig, cfg, log)) as chunks:
         for pairs, _, n_candidates in chunks:
@@ -517,10 +524,13 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
     order = source_order(sources, cfg.source_priority)
     unknown = sorted(set(rows["source"].unique().to_list()) - set(order))
     rank = {s: i for i, s in enumerate(order + unknown)}
-    frame = rows.select("problem_id", "source", "source_row", "problem", "answer").with_columns(
+    # Texts stay in ``rows``: they are gathered only batch by batch for MinHash and for the kept
+    # rows at the end (each full copy of a 10M-row pool's texts would cost ~2.5 GB).
+    frame = rows.select(
+        "problem_id", "source", "source_row",
         _no_answer=pl.col("answer").is_null() | (pl.col("answer").str.strip_chars() == ""),
         _source_rank=pl.col("source").replace_strict(rank, return_dtype=pl.Int32),
-    )
+    ).with_row_index("_row")
     preference = ["_no_answer", "_source_rank", "source_row", "problem_id"]
 
     # 1. exact: the preferred row of each problem_id; it inherits "has an answer" from any copy.
@@ -529,36 +539,41 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
         .group_by("problem_id", maintain_order=True)
         .agg(pl.all().first(), _copies=pl.len())
         .sort(preference)
+        .select("problem_id", "_row", "_copies")
     )
     log(f"exact: {rows.height:,} rows -> {exact.height:,} distinct problems ({time.perf_counter() - t0:.1f}s)")
 
     # 2. near: MinHash LSH clusters over the distinct problems, in preference order, so that
     #    the first member of each cluster is its representative.
-    near = near_duplicates(exact["problem"], cfg, log)
+    near = near_duplicates(rows["problem"], cfg, log, take=exact["_row"].to_numpy())
     rep_index = near.labels          # the lowest, so the preferred, member of each cluster
-    exact_ids = exact["problem_id"].to_numpy()
     sim_to_rep = pair_jaccard(near.signatures, np.arange(exact.height), rep_index, cfg.pair_chunk)
+    near_stats = {"lsh_candidate_pairs": near.candidates, "confirmed_pairs": near.confirmed}
+    del near                         # the signatures: the largest array here
+    exact_ids = exact["problem_id"].to_numpy()
     exact = exact.with_columns(
         cluster_id=pl.Series(exact_ids[rep_index], dtype=pl.Utf8),
         _sim=pl.Series(sim_to_rep),
     )
     cluster_size = exact.group_by("cluster_id").agg(cluster_size=pl.col("_copies").sum().cast(pl.Int32))
 
-    # 3. every input row: kept if it is its cluster's representative, else a duplicate.
-    assigned = frame.join(exact.select("problem_id", "cluster_id", "_sim"), on="problem_id", how="left")
-    rep_keys = exact.filter(pl.col("problem_id") == pl.col("cluster_id")).select("problem_id", "source", "source_row")
-    kept_mask = assigned.join(
-        rep_keys.with_columns(_kept=pl.lit(True)), on=["problem_id", "source", "source_row"], how="left"
-    )["_kept"].fill_null(False)
+    # 3. every input row: kept if it is the preferred row of its cluster's representative
+    #    problem, else a duplicate.
+    assigned = frame.join(
+        exact.select("problem_id", "cluster_id", "_sim", _preferred_row="_row"), on="problem_id", how="left"
+    ).with_columns(
+        _kept=(pl.col("_row") == pl.col("_preferred_row")) & (pl.col("problem_id") == pl.col("cluster_id")),
+    )
+    kept = assigned.filter("_kept").join(cluster_size, on="cluster_id", how="left")
     unique = (
-        assigned.filter(kept_mask)
-        .join(cluster_size, on="cluster_id", how="left")
+        pl.concat([kept, rows.select(pl.col("problem", "answer").gather(kept["_row"]))], how="horizontal")
         .select(list(UNIQUE_COLUMNS))
         .cast(UNIQUE_COLUMNS)
         .sort(["cluster_id"])
     )
+    del kept
     duplicates = (
-        assigned.filter(~kept_mask)
+        assigned.filter(~pl.col("_kept"))
         .with_columns(
             method=pl.when(pl.col("problem_id") == pl.col("cluster_id")).then(pl.lit("exact")).otherwise(pl.lit("minhash")),
         )
@@ -567,6 +582,7 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
         .cast(DUPLICATE_COLUMNS)
         .sort(["cluster_id", "source", "source_row"])
     )
+    del assigned
     cross = (
         pl.concat([unique.select("cluster_id", "source"), duplicates.select("cluster_id", "source")])
         .group_by("cluster_id").agg(n_sources=pl.col("source").n_unique())
@@ -578,8 +594,7 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
         "kept": unique.height,
         "exact_duplicates": int((duplicates["method"] == "exact").sum()),
         "minhash_duplicates": int((duplicates["method"] == "minhash").sum()),
-        "lsh_candidate_pairs": near.candidates,
-        "confirmed_pairs": near.confirmed,
+        **near_stats,
         "clusters_with_duplicates": int((cluster_size["cluster_size"] > 1).sum()),
         "cross_source_clusters": cross,
         "largest_cluster": int(cluster_size["cluster_size"].max() or 0),

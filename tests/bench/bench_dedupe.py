@@ -164,6 +164,8 @@ def stage_dedupe(path: str) -> dict:
     ])["source_row"]
     tag = os.environ.get("R1_BENCH_TAG", "")
     pl.DataFrame({"source_row": in_cluster}).write_parquet(f"{path}{tag}.flagged.parquet")
+    result.unique.drop("problem", "answer").write_parquet(f"{path}{tag}.unique.parquet")
+    result.duplicates.write_parquet(f"{path}{tag}.duplicates.parquet")
     return {"rows": rows.height, "seconds": seconds, "rows_per_s": rows.height / seconds,
             "peak_rss_gib": peak_rss_gib(), "stats": result.stats}
 
@@ -276,13 +278,16 @@ def main() -> None:
         theirs = pl.read_parquet(f"{full}.baseline.flagged.parquet").sort("source_row")
         same_stats = ({k: v for k, v in report["dedupe"]["stats"].items() if k != "seconds"}
                       == {k: v for k, v in report["dedupe_baseline"]["stats"].items() if k != "seconds"})
+        same_frames = all(pl.read_parquet(f"{full}.{name}.parquet").equals(pl.read_parquet(f"{full}.baseline.{name}.parquet"))
+                          for name in ("unique", "duplicates"))
         report["vs_baseline"] = {
             "same_flagged_set": ours.equals(theirs), "flagged": ours.height, "same_stats": same_stats,
+            "same_unique_and_duplicates": same_frames,
             "speedup": report["dedupe_baseline"]["seconds"] / report["dedupe"]["seconds"],
             "peak_rss_ratio": report["dedupe"]["peak_rss_gib"] / report["dedupe_baseline"]["peak_rss_gib"],
         }
         print("vs baseline:", json.dumps(report["vs_baseline"]), flush=True)
-        if not (ours.equals(theirs) and same_stats):
+        if not (ours.equals(theirs) and same_stats and same_frames):
             raise SystemExit("dedupe differs from the baseline: see the stats above")
     if args.naive_sample:
         sample = pl.read_parquet(full).sample(n=min(args.naive_sample, args.rows), seed=args.seed)

@@ -80,6 +80,10 @@ def test_spilled_multi_file_chunked_path_equals_single_pass(r1_home):
     # defaults (one file, one chunk) give the same clusters
     default = near_duplicates(texts, DedupeConfig(max_bucket_neighbors=3))
     assert np.array_equal(default.labels, near.labels)
+    # ``take`` signs rows of a larger Series in a given order, as a gathered copy would
+    take = np.random.default_rng(0).permutation(texts.len())[:300]
+    taken = near_duplicates(texts, tiny, take=take)
+    assert np.array_equal(taken.signatures, near_duplicates(texts.gather(take), tiny).signatures)
     assert not list((r1_home / "tmp").iterdir())                     # spill folders removed
 
 
