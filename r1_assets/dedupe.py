@@ -340,7 +340,8 @@ class CandidateSpill:
 
     def add(self, codes: np.ndarray) -> None:
         part = codes // (self.n * self.part_rows)          # == (codes // n) // part_rows
-        order = np.argsort(part, kind="stable")
+        # a stable sort of 16-bit keys is numpy's radix sort: linear, ~5x faster than int64's
+        order = np.argsort(part.astype(np.uint16) if self.parts <= 1 << 16 else part, kind="stable")
         codes, part = codes[order], part[order]
         bounds = np.flatnonzero(np.diff(part)) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(codes)]):
