@@ -76,6 +76,12 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
 
 
+def rss_gib() -> float:
+    """Resident memory now (Linux), to see which phase sets the peak."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
 def load_pools() -> pl.DataFrame:
     cfg = _config()
     return pl.concat([collect_source(s, cfg).rows for s in cfg.sources])
@@ -155,8 +161,10 @@ def stage_dedupe(path: str) -> dict:
     from r1_assets.dedupe import deduplicate
 
     rows = pl.read_parquet(path)
+    print(f"  [rss {rss_gib():.2f} GiB] input read", file=sys.stderr)
     t0 = time.perf_counter()
-    result = deduplicate(rows, DedupeConfig(), [p["name"] for p in POOLS], log=lambda m: print("  " + m, file=sys.stderr))
+    result = deduplicate(rows, DedupeConfig(), [p["name"] for p in POOLS],
+                         log=lambda m: print(f"  [rss {rss_gib():.2f} GiB, peak {peak_rss_gib():.2f}] {m}", file=sys.stderr))
     seconds = time.perf_counter() - t0
     in_cluster = pl.concat([
         result.unique.filter(pl.col("cluster_size") > 1).select("source_row"),
