@@ -282,6 +282,7 @@ def _bucket_pair_codes(key: np.ndarray, max_neighbors: int) -> Iterator[np.ndarr
     n = len(key)
     order = np.argsort(key, kind="stable")          # by key, then row (stable)
     ks = key[order]
+    del key
     for d in range(1, max_neighbors + 1):
         same = ks[:-d] == ks[d:]
         if not same.any():
@@ -341,16 +342,16 @@ class CandidateSpill:
     def add(self, codes: np.ndarray) -> None:
         part = codes // (self.n * self.part_rows)          # == (codes // n) // part_rows
         # a stable sort of 16-bit keys is numpy's radix sort: linear, ~5x faster than int64's
-        order = np.argsort(part.astype(np.uint16) if self.parts <= 1 << 16 else part, kind="stable")
-        codes, part = codes[order], part[order]
-        bounds = np.flatnonzero(np.diff(part)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(codes)]):
-            p = int(part[lo])
+        part = part.astype(np.uint16) if self.parts <= 1 << 16 else part
+        ends = np.cumsum(np.bincount(part, minlength=self.parts))
+        codes = codes[np.argsort(part, kind="stable")]
+        del part
+        for p in np.flatnonzero(np.diff(ends, prepend=0)).tolist():
             f = self._files.get(p)
             if f is None:
                 # open until read back: one file per row range, appended once per band and distance
                 f = self._files[p] = open(self._path(p), "ab")  # noqa: SIM115
-            codes[lo:hi].astype("<i8", copy=False).tofile(f)
+            codes[ends[p - 1] if p else 0:ends[p]].astype("<i8", copy=False).tofile(f)
         self.written += len(codes)
 
     def distinct_pairs(self, chunk: int) -> Iterator[np.ndarray]:
