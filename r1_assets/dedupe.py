@@ -16,7 +16,15 @@ MinHash is computed in numpy batches with datasketch's own permutation scheme ("
 the 32-bit shingle hash is mixed by the MurmurHash3 finalizer, then ``a*h + b mod 2^32`` per
 permutation, with datasketch's ``a, b`` for the seed). Given the same shingle hashes the
 signatures equal ``datasketch.MinHash(scheme="affine32")``'s bit for bit (tested), at a
-fraction of the per-row Python cost. Memory is bounded by ``dedupe.batch_rows``.
+fraction of the per-row Python cost, ``dedupe.batch_rows`` rows at a time.
+
+At scale the LSH candidate pairs, not the signatures, are what grows: 5M at 1M rows of a
+duplicate-heavy pool, hundreds of millions at 10M. They are produced one band at a time and
+spilled to disk (``CandidateSpill``, under ``$R1_HOME/tmp``), read back one range of rows at a
+time, verified ``dedupe.pair_chunk`` pairs at a time and merged into clusters by a union-find,
+so memory is the input, the signatures (n x num_perm x 4 B) and a few arrays of n, whatever the
+number of pairs. The clusters do not depend on the order pairs arrive in: the results equal
+the former all-in-memory pass exactly (tested, and asserted by tests/bench/bench_dedupe.py).
 """
 
 from __future__ import annotations
