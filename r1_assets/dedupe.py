@@ -314,6 +314,9 @@ def candidate_pairs(keys: np.ndarray, max_neighbors: int) -> np.ndarray:
     return np.stack([codes // n, codes % n], axis=1)
 
 
+_MAX_SPILL_FILES = 512
+
+
 class CandidateSpill:
     """LSH candidate pair codes on disk, one file per range of lower rows, read back distinct.
 
@@ -327,8 +330,10 @@ class CandidateSpill:
     def __init__(self, root: Path, n: int, part_rows: int):
         root.mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="dedupe-pairs-", dir=root))
-        self.n, self.part_rows = n, part_rows
-        self.parts = max(1, -(-n // part_rows))
+        # Every file stays open until read back: at most _MAX_SPILL_FILES of them (the usual
+        # open-file limit is 1,024), so past 512 x part_rows rows the ranges grow instead.
+        self.n, self.part_rows = n, max(part_rows, -(-n // _MAX_SPILL_FILES))
+        self.parts = max(1, -(-n // self.part_rows))
         self._files: dict[int, BinaryIO] = {}
         self.written = 0
 

@@ -124,6 +124,8 @@ def test_spill_folder_removed_on_error_and_honours_spill_dir(tmp_path):
         assert [p.tolist() for p in spill.distinct_pairs(chunk=10)] == [[[1, 2]], [[5, 9]], [[9, 9]]]
         assert not list(spill.folder.iterdir())                         # each file deleted once read
     assert not list(spill_dir.iterdir())
+    with CandidateSpill(spill_dir, n=100_000, part_rows=1) as spill:    # open files stay under the usual limit
+        assert spill.parts <= 512 and spill.parts * spill.part_rows >= 100_000
 
 
 def test_union_find_lowest_root_under_write_races():
