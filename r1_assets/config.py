@@ -91,7 +91,8 @@ class DedupeConfig(_Section):
     # it at a fast local disk if $R1_HOME is on a slow one; it needs ~8 B per raw candidate pair.
     spill_dir: str | None = None
     # One file is read back at a time: at most rows x bands x max_bucket_neighbors pairs, in
-    # practice ~30 per row (65,536 rows: ~16 MB). Fewer, larger files cost memory, not speed.
+    # practice ~20 per row (65,536 rows: ~10 MB). Fewer, larger files cost memory, not speed;
+    # past 512 files (33M rows) the ranges grow, to stay under the usual open-file limit.
     spill_partition_rows: int = Field(default=65_536, gt=0)
     # Candidate pairs verified per step: their two signature gathers take
     # 2 x pair_chunk x num_perm x 4 B (58 MB at the defaults); one gather of all 5M pairs of a
