@@ -16,14 +16,27 @@ MinHash is computed in numpy batches with datasketch's own permutation scheme ("
 the 32-bit shingle hash is mixed by the MurmurHash3 finalizer, then ``a*h + b mod 2^32`` per
 permutation, with datasketch's ``a, b`` for the seed). Given the same shingle hashes the
 signatures equal ``datasketch.MinHash(scheme="affine32")``'s bit for bit (tested), at a
-fraction of the per-row Python cost. Memory is bounded by ``dedupe.batch_rows``.
+fraction of the per-row Python cost, ``dedupe.batch_rows`` rows at a time.
+
+At scale the LSH candidate pairs, not the signatures, are what grows: 5M at 1M rows of a
+duplicate-heavy pool, hundreds of millions at 10M. They are produced one band at a time and
+spilled to disk (``CandidateSpill``, under ``$R1_HOME/tmp``), read back one range of rows at a
+time, verified ``dedupe.pair_chunk`` pairs at a time and merged into clusters by a union-find,
+so memory is the input, the signatures (n x num_perm x 4 B) and a few arrays of n, whatever the
+number of pairs. The clusters do not depend on the order pairs arrive in: the results equal
+the former all-in-memory pass exactly (tested, and asserted by tests/bench/bench_dedupe.py).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO, Self
 
 import numpy as np
 import polars as pl
@@ -184,7 +197,7 @@ class MinHasher:
         self.b = np.ascontiguousarray(b, dtype=_U32)
 
     @classmethod
-    def from_config(cls, cfg: DedupeConfig) -> "MinHasher":
+    def from_config(cls, cfg: DedupeConfig) -> MinHasher:
         return cls(cfg.num_perm, cfg.seed, cfg.shingle_size, cfg.batch_rows)
 
     def shingle_hashes(self, texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -231,29 +244,58 @@ class MinHasher:
                     sig[part[0]] = acc
         return sig
 
-    def signatures(self, texts: pl.Series, log: Log = _noop) -> np.ndarray:
-        """(n, num_perm) uint32 signatures, computed ``batch_rows`` rows at a time."""
-        out = np.empty((texts.len(), self.num_perm), dtype=_U32)
+    def signatures(self, texts: pl.Series, log: Log = _noop, take: np.ndarray | None = None) -> np.ndarray:
+        """(n, num_perm) uint32 signatures, computed ``batch_rows`` rows at a time.
+
+        ``take``: sign only these rows of ``texts``, in this order, gathered batch by batch
+        (a gathered copy of millions of texts would cost gigabytes).
+        """
+        n = texts.len() if take is None else len(take)
+        out = np.empty((n, self.num_perm), dtype=_U32)
         step = self.batch_rows
         t0 = time.perf_counter()
-        for lo in range(0, texts.len(), step):
-            counts, sh32 = self.shingle_hashes(texts.slice(lo, step))
+        for lo in range(0, n, step):
+            batch = texts.slice(lo, step) if take is None else texts.gather(take[lo:lo + step])
+            counts, sh32 = self.shingle_hashes(batch)
             out[lo:lo + len(counts)] = self.signatures_from_hashes(counts, sh32)
-            done = min(lo + step, texts.len())
-            if done == texts.len() or (lo // step) % 10 == 9:
-                log(f"minhash: {done:,}/{texts.len():,} rows ({done / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s)")
+            done = min(lo + step, n)
+            if done == n or (lo // step) % 10 == 9:
+                log(f"minhash: {done:,}/{n:,} rows ({done / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s)")
         return out
+
+
+def band_key(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """(n,) uint64 key of one band (signature columns ``band*rows`` to ``(band+1)*rows``)."""
+    acc = np.full(sig.shape[0], ((band + 1) * 0x9E3779B97F4A7C15) % (1 << 64), dtype=_U64)
+    for j in range(band * rows, (band + 1) * rows):
+        acc = (acc ^ sig[:, j].astype(_U64)) * _U64(0x100000001B3)
+    return _fmix64(acc)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n, bands) uint64 keys: rows sharing a key in any band are LSH candidates."""
     keys = np.empty((sig.shape[0], bands), dtype=_U64)
     for b in range(bands):
-        acc = np.full(sig.shape[0], ((b + 1) * 0x9E3779B97F4A7C15) % (1 << 64), dtype=_U64)
-        for j in range(b * rows, (b + 1) * rows):
-            acc = (acc ^ sig[:, j].astype(_U64)) * _U64(0x100000001B3)
-        keys[:, b] = _fmix64(acc)
+        keys[:, b] = band_key(sig, b, rows)
     return keys
+
+
+def _bucket_pair_codes(key: np.ndarray, max_neighbors: int) -> Iterator[np.ndarray]:
+    """Pairs of rows that share ``key`` (one band), as codes ``i * n + j`` with i < j.
+
+    One array per neighbour distance d: each row is paired with the d-th next member of its
+    bucket (buckets in row order), d = 1 .. max_neighbors, so a row is the lower end of at
+    most ``max_neighbors`` pairs per band and one array holds at most n codes.
+    """
+    n = len(key)
+    order = np.argsort(key, kind="stable")          # by key, then row (stable)
+    ks = key[order]
+    del key
+    for d in range(1, max_neighbors + 1):
+        same = ks[:-d] == ks[d:]
+        if not same.any():
+            return
+        yield order[:-d][same].astype(np.int64) * n + order[d:][same]
 
 
 def candidate_pairs(keys: np.ndarray, max_neighbors: int) -> np.ndarray:
@@ -261,23 +303,83 @@ def candidate_pairs(keys: np.ndarray, max_neighbors: int) -> np.ndarray:
 
     Within a bucket every pair is a candidate, except that a bucket larger than
     ``max_neighbors + 1`` links each member only to its next ``max_neighbors`` (in row order),
-    which keeps its members connected at a linear cost.
+    which keeps its members connected at a linear cost. All in memory: ``near_duplicates``
+    streams the same pairs through disk instead.
     """
     n = keys.shape[0]
-    found: list[np.ndarray] = []
-    for b in range(keys.shape[1]):
-        order = np.lexsort((np.arange(n), keys[:, b]))
-        ks = keys[order, b]
-        for d in range(1, max_neighbors + 1):
-            same = ks[:-d] == ks[d:]
-            if not same.any():
-                break
-            i, j = order[:-d][same], order[d:][same]
-            found.append(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
+    found = [c for b in range(keys.shape[1]) for c in _bucket_pair_codes(keys[:, b], max_neighbors)]
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     codes = np.unique(np.concatenate(found))
     return np.stack([codes // n, codes % n], axis=1)
+
+
+_MAX_SPILL_FILES = 512
+
+
+class CandidateSpill:
+    """LSH candidate pair codes on disk, one file per range of lower rows, read back distinct.
+
+    Codes (``i * n + j``, int64) are appended band by band to the file of ``i // part_rows``,
+    as raw little-endian int64 (fixed width, append-only, read back with one ``np.fromfile``:
+    nothing a Parquet or DuckDB layer would add is needed here). Every copy of a pair lands in
+    the same file, so each file is deduplicated on its own and memory is bounded by one file.
+    Use as a context manager: the folder is removed on exit, also on error.
+    """
+
+    def __init__(self, root: Path, n: int, part_rows: int):
+        root.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="dedupe-pairs-", dir=root))
+        # Every file stays open until read back: at most _MAX_SPILL_FILES of them (the usual
+        # open-file limit is 1,024), so past 512 x part_rows rows the ranges grow instead.
+        self.n, self.part_rows = n, max(part_rows, -(-n // _MAX_SPILL_FILES))
+        self.parts = max(1, -(-n // self.part_rows))
+        self._files: dict[int, BinaryIO] = {}
+        self.written = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def _path(self, part: int) -> Path:
+        return self.folder / f"part-{part:06d}.i64"
+
+    def add(self, codes: np.ndarray) -> None:
+        part = codes // (self.n * self.part_rows)          # == (codes // n) // part_rows
+        # a stable sort of 16-bit keys is numpy's radix sort: linear, ~5x faster than int64's
+        part = part.astype(np.uint16) if self.parts <= 1 << 16 else part
+        ends = np.cumsum(np.bincount(part, minlength=self.parts))
+        codes = codes[np.argsort(part, kind="stable")]
+        del part
+        for p in np.flatnonzero(np.diff(ends, prepend=0)).tolist():
+            f = self._files.get(p)
+            if f is None:
+                # open until read back: one file per row range, appended once per band and distance
+                f = self._files[p] = open(self._path(p), "ab")  # noqa: SIM115
+            codes[ends[p - 1] if p else 0:ends[p]].astype("<i8", copy=False).tofile(f)
+        self.written += len(codes)
+
+    def distinct_pairs(self, chunk: int) -> Iterator[np.ndarray]:
+        """The distinct pairs, (m, 2) int64 with i < j, at most ``chunk`` per array, in order."""
+        self.close()
+        n = self.n
+        for p in range(self.parts):
+            path = self._path(p)
+            if not path.exists():
+                continue
+            codes = np.unique(np.fromfile(path, dtype="<i8"))
+            path.unlink()                                    # free the disk as we go
+            for lo in range(0, len(codes), chunk):
+                c = codes[lo:lo + chunk]
+                yield np.stack([c // n, c % n], axis=1)
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray, chunk: int = 65_536) -> np.ndarray:
@@ -288,39 +390,117 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray, chunk: int = 65_536)
     return out
 
 
-def connected_components(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Component label of each of ``n`` nodes under the undirected edges ``pairs``."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components as scipy_components
+def pair_jaccard(sig: np.ndarray, left: np.ndarray, right: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """``estimated_jaccard(sig[left], sig[right])``, gathering ``chunk`` rows at a time.
 
-    if len(pairs) == 0:
-        return np.arange(n)
-    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, labels = scipy_components(graph, directed=False)
-    return labels
+    A full gather of millions of rows costs gigabytes and is slower (page faults) than chunks.
+    """
+    out = np.empty(len(left), dtype=np.float64)
+    for lo in range(0, len(left), chunk):
+        out[lo:lo + chunk] = estimated_jaccard(sig[left[lo:lo + chunk]], sig[right[lo:lo + chunk]], chunk)
+    return out
+
+
+class UnionFind:
+    """Connected components under edges that arrive in chunks, in numpy.
+
+    Each root is its component's lowest node: a union always points the higher root at the
+    lower one. Edges whose union lost a write race (two edges re-pointing the same root in
+    one vectorised step) are retried until every edge of the chunk joins one component.
+    """
+
+    def __init__(self, n: int):
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, x: np.ndarray) -> np.ndarray:
+        root = self.parent[x]
+        while True:
+            up = self.parent[root]
+            if np.array_equal(up, root):
+                self.parent[x] = root                        # path compression of the queried nodes
+                return root
+            root = up
+
+    def union(self, a: np.ndarray, b: np.ndarray) -> None:
+        while len(a):
+            ra, rb = self.find(a), self.find(b)
+            apart = ra != rb
+            lo, hi = np.minimum(ra[apart], rb[apart]), np.maximum(ra[apart], rb[apart])
+            self.parent[hi] = lo
+            a, b = lo, hi
+
+    def roots(self) -> np.ndarray:
+        """The lowest node of each node's component."""
+        while True:
+            up = self.parent[self.parent]
+            if np.array_equal(up, self.parent):
+                return self.parent
+            self.parent = up
+
+
+def connected_components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Lowest node of each of ``n`` nodes' component under the undirected edges ``pairs``."""
+    components = UnionFind(n)
+    components.union(pairs[:, 0], pairs[:, 1])
+    return components.roots()
 
 
 @dataclass
 class NearDuplicates:
-    """Confirmed near-duplicate pairs and the clusters they form, over ``n`` rows."""
+    """Near-duplicate clusters over ``n`` rows, from confirmed LSH candidate pairs."""
 
-    labels: np.ndarray          # component label per row
-    pairs: np.ndarray           # confirmed (i, j) pairs
-    similarity: np.ndarray      # their estimated Jaccard
-    candidates: int             # LSH candidate pairs before confirmation
+    labels: np.ndarray          # per row: the lowest row of its cluster (itself if alone)
+    candidates: int             # distinct LSH candidate pairs
+    confirmed: int              # of which confirmed (estimated Jaccard >= threshold)
     signatures: np.ndarray      # (n, num_perm) uint32
 
 
-def near_duplicates(texts: pl.Series, cfg: DedupeConfig, log: Log = _noop) -> NearDuplicates:
-    """MinHash LSH near-duplicate clusters of ``texts`` (all against all, confirmed pairs)."""
-    sig = MinHasher.from_config(cfg).signatures(texts, log)
-    keys = band_keys(sig, cfg.bands, cfg.rows)
-    pairs = candidate_pairs(keys, cfg.max_bucket_neighbors)
-    sim = estimated_jaccard(sig[pairs[:, 0]], sig[pairs[:, 1]]) if len(pairs) else np.zeros(0)
-    keep = sim >= cfg.threshold
-    log(f"minhash LSH: {len(pairs):,} candidate pairs, {int(keep.sum()):,} confirmed at J >= {cfg.threshold}")
-    labels = connected_components(texts.len(), pairs[keep])
-    return NearDuplicates(labels=labels, pairs=pairs[keep], similarity=sim[keep], candidates=len(pairs), signatures=sig)
+def spill_root(cfg: DedupeConfig) -> Path:
+    """Where candidate pairs spill: ``dedupe.spill_dir``, else ``$R1_HOME/tmp``."""
+    from r1_assets.storage import r1_home
+
+    return Path(cfg.spill_dir).expanduser() if cfg.spill_dir else r1_home() / "tmp"
+
+
+def confirmed_pairs(sig: np.ndarray, cfg: DedupeConfig, log: Log = _noop) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """LSH over ``sig``, verified: per chunk, (confirmed pairs, their estimated Jaccard, candidates).
+
+    Bands are processed one at a time (one key column in memory) and their candidate pairs
+    spill to disk (``CandidateSpill``); the distinct candidates come back in chunks of at most
+    ``pair_chunk``, in (i, j) order, and only those reaching ``threshold`` are yielded. The spill
+    folder is gone when the generator finishes or is closed.
+    """
+    n = sig.shape[0]
+    t0 = time.perf_counter()
+    with CandidateSpill(spill_root(cfg), n, cfg.spill_partition_rows) as spill:
+        for b in range(cfg.bands):
+            for codes in _bucket_pair_codes(band_key(sig, b, cfg.rows), cfg.max_bucket_neighbors):
+                spill.add(codes)
+        log(f"minhash LSH: {spill.written:,} raw candidate pairs from {cfg.bands} bands spilled to"
+            f" {spill.parts:,} files ({time.perf_counter() - t0:.1f}s)")
+        for pairs in spill.distinct_pairs(cfg.pair_chunk):
+            sim = pair_jaccard(sig, pairs[:, 0], pairs[:, 1], cfg.pair_chunk)
+            keep = sim >= cfg.threshold
+            yield pairs[keep], sim[keep], len(pairs)
+
+
+def near_duplicates(texts: pl.Series, cfg: DedupeConfig, log: Log = _noop, take: np.ndarray | None = None) -> NearDuplicates:
+    """MinHash LSH near-duplicate clusters of ``texts`` (all against all, confirmed pairs).
+
+    ``take``: cluster only these rows of ``texts``, in this order (row k of the result is
+    ``texts[take[k]]``). Memory is the signatures (n x num_perm x 4 B) plus a few arrays of n
+    and one spill file: candidate and confirmed pairs are never all in memory.
+    """
+    sig = MinHasher.from_config(cfg).signatures(texts, log, take)
+    components = UnionFind(sig.shape[0])
+    candidates = confirmed = 0
+    with closing(confirmed_pairs(sig, cfg, log)) as chunks:
+        for pairs, _, n_candidates in chunks:
+            components.union(pairs[:, 0], pairs[:, 1])
+            candidates += n_candidates
+            confirmed += len(pairs)
+    log(f"minhash LSH: {candidates:,} candidate pairs, {confirmed:,} confirmed at J >= {cfg.threshold}")
+    return NearDuplicates(labels=components.roots(), candidates=candidates, confirmed=confirmed, signatures=sig)
 
 
 # -- the stage ---------------------------------------------------------------------------
@@ -359,10 +539,13 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
     order = source_order(sources, cfg.source_priority)
     unknown = sorted(set(rows["source"].unique().to_list()) - set(order))
     rank = {s: i for i, s in enumerate(order + unknown)}
-    frame = rows.select("problem_id", "source", "source_row", "problem", "answer").with_columns(
+    # Texts stay in ``rows``: they are gathered only batch by batch for MinHash and for the kept
+    # rows at the end (each full copy of a 10M-row pool's texts would cost ~2.5 GB).
+    frame = rows.select(
+        "problem_id", "source", "source_row",
         _no_answer=pl.col("answer").is_null() | (pl.col("answer").str.strip_chars() == ""),
         _source_rank=pl.col("source").replace_strict(rank, return_dtype=pl.Int32),
-    )
+    ).with_row_index("_row")
     preference = ["_no_answer", "_source_rank", "source_row", "problem_id"]
 
     # 1. exact: the preferred row of each problem_id; it inherits "has an answer" from any copy.
@@ -371,41 +554,41 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
         .group_by("problem_id", maintain_order=True)
         .agg(pl.all().first(), _copies=pl.len())
         .sort(preference)
+        .select("problem_id", "_row", "_copies")
     )
     log(f"exact: {rows.height:,} rows -> {exact.height:,} distinct problems ({time.perf_counter() - t0:.1f}s)")
 
     # 2. near: MinHash LSH clusters over the distinct problems, in preference order, so that
     #    the first member of each cluster is its representative.
-    near = near_duplicates(exact["problem"], cfg, log)
-    labels = near.labels
-    first_of_label = np.full(labels.max() + 1 if len(labels) else 0, -1, dtype=np.int64)
-    # np.unique returns the first index of each label; indices are in preference order.
-    uniq_labels, first_idx = np.unique(labels, return_index=True)
-    first_of_label[uniq_labels] = first_idx
-    rep_index = first_of_label[labels]
+    near = near_duplicates(rows["problem"], cfg, log, take=exact["_row"].to_numpy())
+    rep_index = near.labels          # the lowest, so the preferred, member of each cluster
+    sim_to_rep = pair_jaccard(near.signatures, np.arange(exact.height), rep_index, cfg.pair_chunk)
+    near_stats = {"lsh_candidate_pairs": near.candidates, "confirmed_pairs": near.confirmed}
+    del near                         # the signatures: the largest array here
     exact_ids = exact["problem_id"].to_numpy()
-    sim_to_rep = estimated_jaccard(near.signatures, near.signatures[rep_index])
     exact = exact.with_columns(
         cluster_id=pl.Series(exact_ids[rep_index], dtype=pl.Utf8),
         _sim=pl.Series(sim_to_rep),
     )
     cluster_size = exact.group_by("cluster_id").agg(cluster_size=pl.col("_copies").sum().cast(pl.Int32))
 
-    # 3. every input row: kept if it is its cluster's representative, else a duplicate.
-    assigned = frame.join(exact.select("problem_id", "cluster_id", "_sim"), on="problem_id", how="left")
-    rep_keys = exact.filter(pl.col("problem_id") == pl.col("cluster_id")).select("problem_id", "source", "source_row")
-    kept_mask = assigned.join(
-        rep_keys.with_columns(_kept=pl.lit(True)), on=["problem_id", "source", "source_row"], how="left"
-    )["_kept"].fill_null(False)
+    # 3. every input row: kept if it is the preferred row of its cluster's representative
+    #    problem, else a duplicate.
+    assigned = frame.join(
+        exact.select("problem_id", "cluster_id", "_sim", _preferred_row="_row"), on="problem_id", how="left"
+    ).with_columns(
+        _kept=(pl.col("_row") == pl.col("_preferred_row")) & (pl.col("problem_id") == pl.col("cluster_id")),
+    )
+    kept = assigned.filter("_kept").join(cluster_size, on="cluster_id", how="left")
     unique = (
-        assigned.filter(kept_mask)
-        .join(cluster_size, on="cluster_id", how="left")
+        pl.concat([kept, rows.select(pl.col("problem", "answer").gather(kept["_row"]))], how="horizontal")
         .select(list(UNIQUE_COLUMNS))
         .cast(UNIQUE_COLUMNS)
         .sort(["cluster_id"])
     )
+    del kept
     duplicates = (
-        assigned.filter(~kept_mask)
+        assigned.filter(~pl.col("_kept"))
         .with_columns(
             method=pl.when(pl.col("problem_id") == pl.col("cluster_id")).then(pl.lit("exact")).otherwise(pl.lit("minhash")),
         )
@@ -414,6 +597,7 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
         .cast(DUPLICATE_COLUMNS)
         .sort(["cluster_id", "source", "source_row"])
     )
+    del assigned
     cross = (
         pl.concat([unique.select("cluster_id", "source"), duplicates.select("cluster_id", "source")])
         .group_by("cluster_id").agg(n_sources=pl.col("source").n_unique())
@@ -425,8 +609,7 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
         "kept": unique.height,
         "exact_duplicates": int((duplicates["method"] == "exact").sum()),
         "minhash_duplicates": int((duplicates["method"] == "minhash").sum()),
-        "lsh_candidate_pairs": near.candidates,
-        "confirmed_pairs": len(near.pairs),
+        **near_stats,
         "clusters_with_duplicates": int((cluster_size["cluster_size"] > 1).sum()),
         "cross_source_clusters": cross,
         "largest_cluster": int(cluster_size["cluster_size"].max() or 0),

@@ -1,6 +1,9 @@
 """Dedupe and decontamination at scale, against a naive per-row datasketch loop in the same run.
 
     nice python tests/bench/bench_dedupe.py --rows 1000000 --naive-sample 20000
+    # the previous dedupe (another checkout) on the same pool, same run: time, memory, same flags
+    python tests/bench/bench_dedupe.py --rows 1000000 --baseline-code /path/to/old/checkout --dedupe-only
+    python tests/bench/bench_dedupe.py --rows 10000000 --naive-sample 0 --dedupe-only
 
 1. Synthesise ``--rows`` pool rows from the shared pools (../shared/data/pools): each row is a
    random pool problem with 0-3 random small word edits (replace, delete, insert, swap), so
@@ -11,8 +14,14 @@
    5-token shingle hashes, fed one by one), ``MinHashLSH.insert``, then query every
    row and confirm candidates by ``MinHash.jaccard``. Our dedupe runs on the same sample; the
    flagged sets (rows with at least one duplicate) are compared (Jaccard of the two sets).
+   ``--naive-sample 0`` skips it.
 4. Decontaminate all rows against every shared benchmark (child process) and report rows/s.
 5. Per-benchmark, per-method hits of the real shared pools, with a sample of hits to inspect.
+   ``--dedupe-only`` skips 4 and 5.
+
+``--baseline-code DIR`` also runs step 2 with the ``r1_assets`` of DIR (an older checkout) on the
+same pool, reports both, and fails unless both flag the same rows with the same stats. The
+synthesised pool is cached in ``--out`` by rows and seed (10M rows take minutes to synthesise).
 """
 
 from __future__ import annotations
@@ -28,13 +37,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# A stage child may run another checkout's code (``--baseline-code``): it goes first on the path.
 sys.path.insert(0, str(REPO))
+if os.environ.get("R1_BENCH_CODE"):
+    sys.path.insert(0, os.environ["R1_BENCH_CODE"])
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from r1_assets.config import parse_config  # noqa: E402
-from r1_assets.sources import collect_source  # noqa: E402
-from r1_assets.text import problem_id  # noqa: E402
+from r1_assets.config import parse_config
+from r1_assets.sources import collect_source
+from r1_assets.text import problem_id
 
 SHARED = Path(os.environ.get("R1_SHARED_DATA", REPO.parent / "shared" / "data"))
 POOLS = [
@@ -64,6 +76,12 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
 
 
+def rss_gib() -> float:
+    """Resident memory now (Linux), to see which phase sets the peak."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
 def load_pools() -> pl.DataFrame:
     cfg = _config()
     return pl.concat([collect_source(s, cfg).rows for s in cfg.sources])
@@ -91,26 +109,50 @@ def _edit(words: list[str], rng: random.Random, vocab: list[str]) -> list[str]:
     return words
 
 
-def synthesise(pools: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+def synthesise(pools: pl.DataFrame, n: int, seed: int, chunk: int = 1_000_000):
+    """``n`` rows in DataFrames of at most ``chunk`` rows (one random stream: the rows do not
+    depend on ``chunk``), so that 10M rows never sit in Python lists at once."""
     rng = random.Random(seed)
     texts, sources, answers = pools["problem"].to_list(), pools["source"].to_list(), pools["answer"].to_list()
     vocab = ["the", "a", "of", "number", "value", "integer", "find", "let", "2", "3", "x", "y", "and", "is"]
-    out_text, out_source, out_answer = [], [], []
-    for _ in range(n):
-        k = rng.randrange(len(texts))
-        words = texts[k].split(" ")
-        for _ in range(rng.choice((0, 1, 1, 2, 3))):
-            words = _edit(words, rng, vocab)
-        out_text.append(" ".join(words))
-        out_source.append(sources[k])
-        out_answer.append(answers[k])
-    return pl.DataFrame({
-        "problem_id": [problem_id(t) for t in out_text],
-        "source": out_source,
-        "source_row": range(n),
-        "problem": out_text,
-        "answer": out_answer,
-    }, schema={"problem_id": pl.Utf8, "source": pl.Utf8, "source_row": pl.Int64, "problem": pl.Utf8, "answer": pl.Utf8})
+    for start in range(0, n, chunk):
+        out_text, out_source, out_answer = [], [], []
+        for _ in range(min(chunk, n - start)):
+            k = rng.randrange(len(texts))
+            words = texts[k].split(" ")
+            for _ in range(rng.choice((0, 1, 1, 2, 3))):
+                words = _edit(words, rng, vocab)
+            out_text.append(" ".join(words))
+            out_source.append(sources[k])
+            out_answer.append(answers[k])
+        yield pl.DataFrame({
+            "problem_id": [problem_id(t) for t in out_text],
+            "source": out_source,
+            "source_row": range(start, start + len(out_text)),
+            "problem": out_text,
+            "answer": out_answer,
+        }, schema={"problem_id": pl.Utf8, "source": pl.Utf8, "source_row": pl.Int64, "problem": pl.Utf8, "answer": pl.Utf8})
+
+
+def synthesised_pool(out: Path, n: int, seed: int) -> Path:
+    """The synthesised pool as Parquet in ``out``, written once per (rows, seed)."""
+    import pyarrow.parquet as pq
+
+    path = out / f"pool-{n}-seed{seed}.parquet"
+    if path.exists():
+        return path
+    t0 = time.perf_counter()
+    pools = load_pools()
+    tmp = path.with_suffix(".partial")
+    writer = None
+    for frame in synthesise(pools, n, seed):
+        table = frame.to_arrow()
+        writer = writer or pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table)
+    writer.close()
+    tmp.rename(path)
+    print(f"synthesised {n:,} rows from {pools.height:,} pool rows in {time.perf_counter() - t0:.0f}s", flush=True)
+    return path
 
 
 # -- stages (each in its own process) ------------------------------------------------------
@@ -119,14 +161,19 @@ def stage_dedupe(path: str) -> dict:
     from r1_assets.dedupe import deduplicate
 
     rows = pl.read_parquet(path)
+    print(f"  [rss {rss_gib():.2f} GiB] input read", file=sys.stderr)
     t0 = time.perf_counter()
-    result = deduplicate(rows, DedupeConfig(), [p["name"] for p in POOLS], log=lambda m: print("  " + m, file=sys.stderr))
+    result = deduplicate(rows, DedupeConfig(), [p["name"] for p in POOLS],
+                         log=lambda m: print(f"  [rss {rss_gib():.2f} GiB, peak {peak_rss_gib():.2f}] {m}", file=sys.stderr))
     seconds = time.perf_counter() - t0
     in_cluster = pl.concat([
         result.unique.filter(pl.col("cluster_size") > 1).select("source_row"),
         result.duplicates.select("source_row"),
     ])["source_row"]
-    pl.DataFrame({"source_row": in_cluster}).write_parquet(path + ".flagged.parquet")
+    tag = os.environ.get("R1_BENCH_TAG", "")
+    pl.DataFrame({"source_row": in_cluster}).write_parquet(f"{path}{tag}.flagged.parquet")
+    result.unique.drop("problem", "answer").write_parquet(f"{path}{tag}.unique.parquet")
+    result.duplicates.write_parquet(f"{path}{tag}.duplicates.parquet")
     return {"rows": rows.height, "seconds": seconds, "rows_per_s": rows.height / seconds,
             "peak_rss_gib": peak_rss_gib(), "stats": result.stats}
 
@@ -181,9 +228,11 @@ def stage_naive(path: str) -> dict:
     return {"rows": rows.height, "seconds": seconds, "rows_per_s": rows.height / seconds, "peak_rss_gib": peak_rss_gib()}
 
 
-def run_stage(stage: str, path: Path) -> dict:
+def run_stage(stage: str, path: Path, code: str | None = None, tag: str = "") -> dict:
+    """One stage in a child process; ``code``: another checkout whose ``r1_assets`` it uses."""
+    env = {**os.environ, "R1_BENCH_CODE": code or "", "R1_BENCH_TAG": tag}
     proc = subprocess.run([sys.executable, __file__, "--stage", stage, "--input", str(path)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env)
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"stage {stage} failed:\n{proc.stderr[-3000:]}")
@@ -216,6 +265,8 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/r1_bench_dedupe")
     ap.add_argument("--stage", choices=["dedupe", "decontaminate", "naive"])
     ap.add_argument("--input")
+    ap.add_argument("--baseline-code", help="a checkout whose r1_assets is the dedupe baseline")
+    ap.add_argument("--dedupe-only", action="store_true", help="skip decontamination and the shared-pool hits")
     args = ap.parse_args()
     if args.stage:
         print(json.dumps({"dedupe": stage_dedupe, "decontaminate": stage_decontaminate, "naive": stage_naive}[args.stage](args.input)))
@@ -223,30 +274,48 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    pools = load_pools()
-    rows = synthesise(pools, args.rows, args.seed)
-    full = out / "pool.parquet"
-    rows.write_parquet(full)
-    sample = rows.sample(n=min(args.naive_sample, rows.height), seed=args.seed)
-    sample_path = out / "sample.parquet"
-    sample.write_parquet(sample_path)
-    print(f"synthesised {rows.height:,} rows from {pools.height:,} pool rows in {time.perf_counter() - t0:.0f}s", flush=True)
-
-    report: dict = {"rows": args.rows, "naive_sample": sample.height}
+    full = synthesised_pool(out, args.rows, args.seed)
+    report: dict = {"rows": args.rows, "naive_sample": args.naive_sample}
+    if args.baseline_code:
+        report["dedupe_baseline"] = run_stage("dedupe", full, code=args.baseline_code, tag=".baseline")
+        print("dedupe (baseline):", json.dumps(report["dedupe_baseline"]), flush=True)
     report["dedupe"] = run_stage("dedupe", full)
     print("dedupe:", json.dumps(report["dedupe"]), flush=True)
-    report["dedupe_sample"] = run_stage("dedupe", sample_path)
-    report["naive_sample"] = run_stage("naive", sample_path)
-    ours = set(pl.read_parquet(str(sample_path) + ".flagged.parquet")["source_row"].to_list())
-    naive = set(pl.read_parquet(str(sample_path) + ".naive_flagged.parquet")["source_row"].to_list())
-    report["agreement"] = {
-        "ours_flagged": len(ours), "naive_flagged": len(naive), "both": len(ours & naive),
-        "jaccard": len(ours & naive) / max(len(ours | naive), 1),
-    }
-    report["speedup_vs_naive"] = report["dedupe"]["rows_per_s"] / report["naive_sample"]["rows_per_s"]
-    report["speedup_vs_naive_same_sample"] = report["dedupe_sample"]["rows_per_s"] / report["naive_sample"]["rows_per_s"]
-    print("naive:", json.dumps(report["naive_sample"]), "agreement:", json.dumps(report["agreement"]), flush=True)
+    if args.baseline_code:
+        ours = pl.read_parquet(f"{full}.flagged.parquet").sort("source_row")
+        theirs = pl.read_parquet(f"{full}.baseline.flagged.parquet").sort("source_row")
+        same_stats = ({k: v for k, v in report["dedupe"]["stats"].items() if k != "seconds"}
+                      == {k: v for k, v in report["dedupe_baseline"]["stats"].items() if k != "seconds"})
+        same_frames = all(pl.read_parquet(f"{full}.{name}.parquet").equals(pl.read_parquet(f"{full}.baseline.{name}.parquet"))
+                          for name in ("unique", "duplicates"))
+        report["vs_baseline"] = {
+            "same_flagged_set": ours.equals(theirs), "flagged": ours.height, "same_stats": same_stats,
+            "same_unique_and_duplicates": same_frames,
+            "speedup": report["dedupe_baseline"]["seconds"] / report["dedupe"]["seconds"],
+            "peak_rss_ratio": report["dedupe"]["peak_rss_gib"] / report["dedupe_baseline"]["peak_rss_gib"],
+        }
+        print("vs baseline:", json.dumps(report["vs_baseline"]), flush=True)
+        if not (ours.equals(theirs) and same_stats and same_frames):
+            raise SystemExit("dedupe differs from the baseline: see the stats above")
+    if args.naive_sample:
+        sample = pl.read_parquet(full).sample(n=min(args.naive_sample, args.rows), seed=args.seed)
+        sample_path = out / "sample.parquet"
+        sample.write_parquet(sample_path)
+        report["dedupe_sample"] = run_stage("dedupe", sample_path)
+        report["naive_sample"] = run_stage("naive", sample_path)
+        ours = set(pl.read_parquet(str(sample_path) + ".flagged.parquet")["source_row"].to_list())
+        naive = set(pl.read_parquet(str(sample_path) + ".naive_flagged.parquet")["source_row"].to_list())
+        report["agreement"] = {
+            "ours_flagged": len(ours), "naive_flagged": len(naive), "both": len(ours & naive),
+            "jaccard": len(ours & naive) / max(len(ours | naive), 1),
+        }
+        report["speedup_vs_naive"] = report["dedupe"]["rows_per_s"] / report["naive_sample"]["rows_per_s"]
+        report["speedup_vs_naive_same_sample"] = report["dedupe_sample"]["rows_per_s"] / report["naive_sample"]["rows_per_s"]
+        print("naive:", json.dumps(report["naive_sample"]), "agreement:", json.dumps(report["agreement"]), flush=True)
+    if args.dedupe_only:
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        print(json.dumps(report, indent=2, default=str))
+        return
     report["decontaminate"] = run_stage("decontaminate", full)
     print("decontaminate:", json.dumps(report["decontaminate"]), flush=True)
 

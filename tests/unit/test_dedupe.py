@@ -6,9 +6,18 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from r1_assets.config import DedupeConfig, parse_config
-from r1_assets.dedupe import MinHasher, candidate_pairs, deduplicate, near_duplicates
+from r1_assets.dedupe import (
+    MinHasher,
+    candidate_pairs,
+    confirmed_pairs,
+    connected_components,
+    deduplicate,
+    near_duplicates,
+)
 from r1_assets.sources import collect_source
 from r1_assets.text import problem_id, problem_key
+
+pytestmark = pytest.mark.usefixtures("r1_home")   # candidate pairs spill under $R1_HOME/tmp
 
 BASE = (
     "Let $f(x) = x^3 - 6x^2 + 11x - 6$. Find the sum of the squares of all real roots of $f$, "
@@ -77,7 +86,8 @@ def test_near_duplicates_agree_with_datasketch_lsh():
         (min(i, j), max(i, j)) for i, m in enumerate(sketches) for j in lsh.query(m)
         if i != j and sketches[i].jaccard(sketches[j]) >= cfg.threshold
     }
-    assert {tuple(p) for p in near.pairs.tolist()} == ref_pairs
+    ours = {tuple(p) for pairs, _, _ in confirmed_pairs(near.signatures, cfg) for p in pairs.tolist()}
+    assert ours == ref_pairs and near.confirmed == len(ref_pairs)
     assert np.bincount(near.labels[:60]).max() >= 55      # the edited copies cluster
     assert len(set(near.labels[60:].tolist())) == 40      # the unrelated ones do not
 
@@ -122,8 +132,7 @@ def test_large_buckets_stay_connected_with_linear_candidates():
     keys = np.zeros((500, 1), dtype=np.uint64)    # one bucket of 500 identical keys
     pairs = candidate_pairs(keys, max_neighbors=4)
     assert len(pairs) < 500 * 4
-    from r1_assets.dedupe import connected_components
-    assert len(set(connected_components(500, pairs).tolist())) == 1
+    assert set(connected_components(500, pairs).tolist()) == {0}    # one component, labelled by its lowest row
 
 
 def test_config_rejects_bands_beyond_permutations():
