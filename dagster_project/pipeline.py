@@ -77,7 +77,7 @@ def run_pipeline(select: list[str] | None = None) -> int:
             ]
             rows = f", {counts[0]} rows" if counts else ""
             print(f"{label}: done in {time.monotonic() - t0:.1f}s{rows}", flush=True)
-    print(f"pipeline finished in {time.monotonic() - started:.0f}s; DuckDB file: {resources['r1'].store().path}")
+    print(f"pipeline finished in {time.monotonic() - started:.0f}s; data: {resources['r1'].store().location}")
     return 0
 
 
