@@ -70,3 +70,11 @@ def run_dagster_materialize(select: str, partition: str | None = None, timeout: 
 @pytest.fixture
 def dagster_materialize():
     return run_dagster_materialize
+
+
+def open_data(home: Path):
+    """A read-only connection on the tables in ``home`` on the configured backend (``R1_CONFIG``
+    storage section), as ``r1_assets.analysis.connect`` gives notebooks."""
+    from r1_assets.analysis import connect
+
+    return connect(home)

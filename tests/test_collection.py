@@ -5,9 +5,8 @@ import subprocess
 import sys
 
 import dagster as dg
-import duckdb
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, open_data
 
 POOLS = {
     "gsm8k_train": ("pools/gsm8k_train.jsonl", "question", "answer", 7473),
@@ -22,7 +21,7 @@ def _pools_config(shared_data):
 
 
 def _db(r1_home):
-    return duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True)
+    return open_data(r1_home)
 
 
 def test_cli_materializes_each_shared_pool_partition(shared_data, r1_home, write_config, dagster_materialize):
