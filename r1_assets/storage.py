@@ -393,7 +393,7 @@ class Store:
                 if attempt == COMMIT_ATTEMPTS:
                     raise StorageError(
                         f"commit to {self.location} still conflicts with other writers after {attempt} attempts "
-                        f"({err}); nothing of this write was committed"
+                        f"({' '.join(str(err).split())}); nothing of this write was committed"
                     ) from None
                 time.sleep(delay + random.random() * delay)
                 delay = min(delay * 2, 5.0)
