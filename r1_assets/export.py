@@ -157,6 +157,8 @@ def _write(store: Store, split: str, cfg: ExportConfig, run_id: str, out: Path) 
         "rows": rows,
         "export_run_id": run_id,
         "split_run_id": lineage[0] if lineage else None,
+        # The DuckLake snapshot the rows were read at (None on the duckdb backend).
+        "storage_snapshot_id": store.snapshot_id if store.snapshot_id is not None else store.current_snapshot(),
         "split_materialized_at": lineage[2].isoformat() if lineage else None,
         "selection_params": json.loads(lineage[1]) if lineage else None,
         "formats": list(cfg.formats),

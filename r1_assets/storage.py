@@ -520,3 +520,126 @@ def _explain_io_error(path: Path | str, err: Exception) -> str:
     if "Read-only" in text or "Permission denied" in text:
         return f"{path} is not writable ({text}); nothing of this write was committed"
     return f"write to {path} failed: {text}; nothing of this write was committed"
+
+
+# -- operations: migration and maintenance (``python -m r1_assets.storage ...``) ----------------
+# The split tables: the snapshots their lineage rows name are never expired, so every split
+# stays reproducible as of the day it was built.
+SPLIT_TABLES = ("stage1_sft", "stage2_sft")
+
+
+def migrate(source: Path | str, target: Store) -> dict[str, int]:
+    """Copy every table of a DuckDB file (e.g. ``r1.duckdb``) into the lake ``target``.
+
+    One transaction replaces the lake's rows of each table by the file's; then the row counts
+    of both sides are compared table by table. Returns them; a difference is a StorageError.
+    """
+    source = Path(source).expanduser().resolve()
+    if not target.is_lake:
+        raise StorageError("migrate: the target storage.backend must be ducklake")
+    if not source.is_file():
+        raise StorageError(f"migrate: no DuckDB file {source}")
+    tables_sql = ("SELECT table_name FROM information_schema.tables WHERE table_catalog = ? "
+                  "AND table_schema = 'main' AND table_type = 'BASE TABLE' ORDER BY 1")
+    with target.connect() as con:
+        con.execute(f"ATTACH {sql_literal(str(source))} AS r1_source (READ_ONLY)")
+        try:
+            tables = [r[0] for r in con.execute(tables_sql, ["r1_source"]).fetchall()]
+            known = {r[0] for r in con.execute(tables_sql, [LAKE_ALIAS]).fetchall()}
+            unknown = sorted(set(tables) - known)
+            if unknown:
+                raise StorageError(f"migrate: {source} has tables sql/schema.sql does not define: {unknown}")
+
+            def copy(con: duckdb.DuckDBPyConnection) -> None:
+                for table in tables:
+                    con.execute(f"DELETE FROM {LAKE_ALIAS}.{quote_ident(table)}")
+                    con.execute(f"INSERT INTO {LAKE_ALIAS}.{quote_ident(table)} BY NAME "
+                                f"SELECT * FROM r1_source.{quote_ident(table)}")
+
+            con.execute("BEGIN TRANSACTION")
+            try:
+                copy(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            counts, wrong = {}, []
+            for table in tables:
+                theirs, ours = (con.execute(f"SELECT count(*) FROM {db}.{quote_ident(table)}").fetchone()[0]
+                                for db in ("r1_source", LAKE_ALIAS))
+                counts[table] = ours
+                if theirs != ours:
+                    wrong.append(f"{table}: {theirs} in the file, {ours} in the lake")
+        finally:
+            con.execute("DETACH r1_source")
+    if wrong:
+        raise StorageError("migrate: row counts differ: " + "; ".join(wrong))
+    return counts
+
+
+def maintain(store: Store, keep_days: float = 30.0) -> dict[str, Any]:
+    """Compact the lake and expire old snapshots; returns what was done.
+
+    Inlined rows are written out to Parquet, small adjacent files are merged, snapshots older
+    than ``keep_days`` are expired except those that built a split (lineage of SPLIT_TABLES),
+    and files no snapshot references any more are deleted.
+    """
+    if not store.is_lake:
+        raise StorageError("maintain: snapshots and compaction need storage.backend: ducklake")
+    lake = sql_literal(LAKE_ALIAS)
+    with store.connect() as con:
+        kept = sorted({r[0] for r in con.execute(
+            "SELECT DISTINCT snapshot_id FROM lineage WHERE snapshot_id IS NOT NULL AND table_name IN "
+            f"({', '.join(sql_literal(t) for t in SPLIT_TABLES)})").fetchall()})
+        con.execute(f"CALL ducklake_flush_inlined_data({lake})")
+        con.execute(f"CALL ducklake_merge_adjacent_files({lake})")
+        current = con.execute(f"SELECT id FROM {LAKE_ALIAS}.current_snapshot()").fetchone()[0]
+        expire = [r[0] for r in con.execute(
+            f"SELECT snapshot_id FROM {LAKE_ALIAS}.snapshots() WHERE snapshot_time < now() - to_days(?::INTEGER) "
+            f"AND snapshot_id <> ? ORDER BY 1", [int(keep_days), current]).fetchall() if r[0] not in kept]
+        if expire:
+            con.execute(f"CALL ducklake_expire_snapshots({lake}, versions => ?::UBIGINT[])", [expire])
+        con.execute(f"CALL ducklake_cleanup_old_files({lake}, cleanup_all => true)")
+        con.execute(f"CALL ducklake_delete_orphaned_files({lake}, cleanup_all => true)")
+        left = con.execute(f"SELECT count(*) FROM {LAKE_ALIAS}.snapshots()").fetchone()[0]
+    return {"expired_snapshots": len(expire), "kept_split_snapshots": kept, "snapshots_left": left}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from r1_assets.config import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m r1_assets.storage",
+                                     description="Operations on the configured store ($R1_HOME, $R1_CONFIG storage).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    mig = sub.add_parser("migrate", help="copy a DuckDB file (r1.duckdb) into the configured lake, checking row counts")
+    mig.add_argument("source", nargs="?", help="the DuckDB file (default: $R1_HOME/r1.duckdb)")
+    mnt = sub.add_parser("maintain", help="compact the lake and expire old snapshots (never a split's)")
+    mnt.add_argument("--keep-days", type=float, default=30.0, help="expire snapshots older than this (default 30)")
+    exp = sub.add_parser("export", help="export a split exactly as of a past snapshot (e.g. its lineage.snapshot_id)")
+    exp.add_argument("split", choices=SPLIT_TABLES)
+    exp.add_argument("--snapshot", type=int, required=True)
+    args = parser.parse_args(argv)
+    cfg = load_config()
+    store = Store.from_config(cfg)
+    try:
+        if args.command == "migrate":
+            counts = migrate(args.source or store.path, store)
+            for table, rows in counts.items():
+                print(f"{table}: {rows} rows (same in both)")
+            print(f"migrated into {store.location}")
+        elif args.command == "maintain":
+            print(json.dumps(maintain(store, args.keep_days)))
+        else:
+            from r1_assets.export import export_split
+
+            result = export_split(store.at_snapshot(args.snapshot), args.split, cfg.export,
+                                  run_id=f"snapshot-{args.snapshot}")
+            print(f"{args.split} as of snapshot {args.snapshot}: {result.rows} rows in {result.path}")
+    except StorageError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -135,3 +135,37 @@ def test_a_postgres_password_in_the_config_is_refused():
     with pytest.raises(ConfigError, match="storage: catalog: do not put the password .*PGPASSWORD") as err:
         parse_config(raw, ".")
     assert "hunter2" not in str(err.value)
+
+
+def test_migrate_copies_a_duckdb_file_into_a_lake_and_checks_counts(tmp_path):
+    from r1_assets.storage import main, migrate
+
+    file = Store(tmp_path, storage=StorageConfig(backend="duckdb"))
+    file.replace_partition("raw_problems", _rows("a", 7), where={"source": "a"}, lineage=Lineage(run_id="r"))
+    file.replace_partition("raw_problems", _rows("b", 2), where={"source": "b"}, lineage=Lineage(run_id="r"))
+    lake = _lake(tmp_path)
+    counts = migrate(file.path, lake)
+    assert counts["raw_problems"] == 9 and counts["lineage"] == 2 and counts["generations"] == 0
+    assert lake.query("SELECT source, count(*) AS n FROM raw_problems GROUP BY 1 ORDER BY 1").rows() == [("a", 7), ("b", 2)]
+    assert migrate(file.path, lake)["raw_problems"] == 9  # rerunnable: replaces, never doubles
+    with pytest.raises(SystemExit, match="no DuckDB file"):
+        main(["migrate", str(tmp_path / "missing.duckdb")])
+
+
+def test_maintain_compacts_and_keeps_the_snapshots_that_built_splits(tmp_path):
+    from r1_assets.storage import maintain
+
+    store = _lake(tmp_path)
+    for i in range(5):
+        store.replace_partition("raw_problems", _rows("a", 3 + i), where={"source": "a"}, lineage=Lineage(run_id=f"r{i}"))
+    split = pl.DataFrame({"problem_id": ["a0000"], "generation_id": ["g"], "source": ["a"], "messages": ["[]"],
+                          "pass_rate": [0.5], "difficulty_band": ["b"], "teacher_model": ["t"], "n_tokens": [3],
+                          "n_samples": [1], "n_correct": [1], "n_wrong": [0], "run_id": ["s"]})
+    store.replace_partition("stage1_sft", split, where=None, lineage=Lineage(run_id="s"))
+    built = store.scalar("SELECT snapshot_id FROM lineage WHERE table_name = 'stage1_sft'")
+    before = store.scalar("SELECT count(*) FROM r1.snapshots()")
+    done = maintain(store, keep_days=0)
+    assert done["kept_split_snapshots"] == [built] and done["expired_snapshots"] > 0
+    assert done["snapshots_left"] < before
+    assert store.count("raw_problems") == 7
+    assert store.at_snapshot(built).count("stage1_sft") == 1  # a split's snapshot still reads
