@@ -270,13 +270,14 @@ class Store:
 
     def open_reader(self) -> duckdb.DuckDBPyConnection:
         """A read-only connection the caller keeps and closes (``r1_assets.analysis.connect``)."""
-        if not self._exists():
+        if not self.exists():
             # Reading a store that was never written: create it so queries see empty tables.
             with self.connect():
                 pass
         return self._retry_locked(lambda: self._open(True))
 
-    def _exists(self) -> bool:
+    def exists(self) -> bool:
+        """Whether anything was ever written (the DuckDB file, or the catalog)."""
         if not self.is_lake:
             return self.path.exists()
         return self.catalog_kind == "postgres" or Path(self.catalog).exists()
