@@ -516,7 +516,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
 
 def _explain_io_error(path: Path | str, err: Exception) -> str:
     text = str(err)
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left" in text:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left" in text or "disk is full" in text:
         return f"disk full while writing {path}; nothing of this write was committed"
     if "Read-only" in text or "Permission denied" in text:
         return f"{path} is not writable ({text}); nothing of this write was committed"
