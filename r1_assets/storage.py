@@ -118,6 +118,12 @@ def _is_commit_conflict(err: Exception) -> bool:
     return _is_lock_error(err) or "onflict" in text or "could not serialize" in text
 
 
+def _is_init_race(err: Exception) -> bool:
+    """Two processes attached a new catalog at once and both created its metadata tables."""
+    text = str(err)
+    return "Failed to initialize DuckLake" in text and ("already exists" in text or "duplicate key" in text)
+
+
 LAKE_ALIAS = "r1"
 # Whole-transaction attempts on a commit conflict; backoff doubles from 0.1 s up to 5 s, so
 # the last attempt runs about a minute after the first.
@@ -288,8 +294,9 @@ class Store:
         while True:
             try:
                 return action()
-            except (duckdb.IOException, duckdb.TransactionException, duckdb.InvalidInputException) as err:
-                if not _is_lock_error(err) or time.monotonic() > deadline:
+            except duckdb.Error as err:
+                retry = _is_lock_error(err) or self.is_lake and (_is_commit_conflict(err) or _is_init_race(err))
+                if not retry or time.monotonic() > deadline:
                     raise StorageError(f"cannot open {self.location}: {err}") from None
                 time.sleep(delay + random.random() * delay)
                 delay = min(delay * 2, 2.0)
