@@ -131,7 +131,7 @@ def _write(store: Store, split: str, cfg: ExportConfig, run_id: str, out: Path) 
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [split]
         ).fetchone()[0]
         if not exists:
-            raise ExportError(f"export: no table '{split}' in {store.path}; materialize it first")
+            raise ExportError(f"export: no table '{split}' in {store.location}; materialize it first")
         rows = con.execute(f'SELECT count(*) FROM "{split}"').fetchone()[0]
         lineage = con.execute(
             "SELECT run_id, params, created_at FROM lineage WHERE table_name = ? ORDER BY created_at DESC LIMIT 1",
