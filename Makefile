@@ -14,7 +14,7 @@ export VLLM_CACHE_ROOT ?= $(R1_HOME)/cache/vllm
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run ui test test-fast quality bench clean dagster-home
+.PHONY: setup run ui sql test test-fast quality bench clean dagster-home
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,12 @@ run: setup dagster-home
 # The Dagster UI on the same R1_HOME and Dagster instance.
 ui: setup dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The duckdb CLI (PyPI duckdb-cli, the same version as the duckdb module) on the data,
+# read-only, with the analysis pack listed. On the ducklake backend it never blocks the
+# pipeline's writers. SNAPSHOT=<id> reads every table as of that DuckLake snapshot.
+sql: setup
+	$(BIN)/python -m r1_assets.analysis shell $(if $(SNAPSHOT),--snapshot $(SNAPSHOT))
 
 # Every tier: tests/unit (library), tests/dagster (in-process runs), tests/integration (CLI,
 # real model, servers, browser, daemon), after the linter.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
@@ -72,7 +72,7 @@ def chain_subset(
     graph,
     instance: dg.DagsterInstance,
     keys: Iterable[dg.AssetKey],
-    partitions: Optional[dict[dg.AssetKey, Iterable[str]]] = None,
+    partitions: dict[dg.AssetKey, Iterable[str]] | None = None,
 ) -> AssetGraphSubset:
     """``keys`` with all their partitions, except where ``partitions`` names some."""
     partitions = partitions or {}

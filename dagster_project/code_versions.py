@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from r1_assets import __version__
 from r1_assets.config import ModelConfig, PipelineConfig

@@ -47,6 +47,6 @@ def table_metadata(
     return {
         "dagster/row_count": dg.MetadataValue.int(store.count(table, where)),
         "dagster/column_schema": schema,
-        "dagster/table_name": dg.MetadataValue.text(f"{store.path}::{table}"),
+        "dagster/table_name": dg.MetadataValue.text(f"{store.location}::{table}"),
         "preview": dg.MetadataValue.md(markdown_table(preview)),
     }

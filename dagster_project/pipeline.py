@@ -83,7 +83,7 @@ def run_pipeline(select: list[str] | None = None) -> int:
             ]
             rows = f", {counts[0]} rows" if counts else ""
             print(f"{label}: done in {time.monotonic() - t0:.1f}s{rows}", flush=True)
-    print(f"pipeline finished in {time.monotonic() - started:.0f}s; DuckDB file: {_store(defs).path}")
+    print(f"pipeline finished in {time.monotonic() - started:.0f}s; data: {_store(defs).location}")
     return 0
 
 

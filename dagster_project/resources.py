@@ -25,7 +25,7 @@ class R1Resource(dg.ConfigurableResource):
     config_path: Optional[str] = None
 
     def store(self) -> Store:
-        return Store(self.home)
+        return Store.from_config(self.pipeline(), self.home)
 
     def pipeline(self) -> PipelineConfig:
         return load_config(self.config_path)

@@ -8,6 +8,7 @@ Relative paths resolve against the folder of the config file.
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -366,6 +367,36 @@ class ExportConfig(_Section):
         return self
 
 
+class StorageConfig(_Section):
+    """Where the tables live (``r1_assets.storage.Store``); same tables, schema and lineage on both.
+
+    - ``duckdb``: one file, ``$R1_HOME/r1.duckdb``. One process at a time: a reader in another
+      process (a ``duckdb -readonly`` session, a notebook) makes every write fail on its lock.
+    - ``ducklake``: DuckDB's lakehouse format, a SQL ``catalog`` plus Parquet files under
+      ``data_path``; every commit is a snapshot (``lineage.snapshot_id``) that can be read back
+      (time travel). Readers never block writers. The default, measured in docs/benchmarks.md
+      ("Storage backends"): writes cost about the same, queries stay under a second, and an
+      analyst's open session no longer breaks a scheduled backfill.
+    """
+
+    backend: Literal["duckdb", "ducklake"] = "ducklake"
+    # ducklake: a SQLite file (``*.sqlite``, the embedded default: one writer at a time, which
+    # Store retries, and any number of readers), a DuckDB file (``*.duckdb``; it locks like the
+    # duckdb backend), or ``postgres:dbname=r1 host=... user=...`` for many writers on many
+    # machines. A relative path is inside R1_HOME. The PostgreSQL password is never written here:
+    # libpq reads it from PGPASSWORD (or ~/.pgpass).
+    catalog: str = "lake/catalog.sqlite"
+    # ducklake: the Parquet files, a local folder (relative: inside R1_HOME) or an object-store
+    # URL (s3://bucket/prefix/, needs duckdb-extension-httpfs). Every writer must see the same one.
+    data_path: str = "lake/data/"
+
+    @model_validator(mode="after")
+    def _no_password(self) -> "StorageConfig":
+        if self.catalog.startswith("postgres:") and re.search(r"password\s*=", self.catalog, re.IGNORECASE):
+            raise ValueError("catalog: do not put the password in the connection string; set PGPASSWORD")
+        return self
+
+
 class PipelineConfig(_Section):
     sources: list[SourceConfig]
     benchmarks: list[SourceConfig] = []
@@ -377,6 +408,7 @@ class PipelineConfig(_Section):
     verification: VerificationConfig = VerificationConfig()
     splits: SplitsConfig = SplitsConfig()
     export: ExportConfig = ExportConfig()
+    storage: StorageConfig = StorageConfig()
     # Limits applied when normalising rows (longer rows go to rejected_rows as 'oversized').
     max_problem_chars: int = Field(default=20_000, gt=0)
     max_answer_chars: int = Field(default=2_000, gt=0)

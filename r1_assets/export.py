@@ -127,7 +127,7 @@ def _write(store: Store, split: str, cfg: ExportConfig, run_id: str, out: Path) 
             "SELECT count(*) FROM information_schema.tables WHERE table_name = $split", {"split": split}
         ).fetchone()[0]
         if not exists:
-            raise ExportError(f"export: no table '{split}' in {store.path}; materialize it first")
+            raise ExportError(f"export: no table '{split}' in {store.location}; materialize it first")
         rows = con.execute(f"SELECT count(*) FROM {quote_ident(split)}").fetchone()[0]
         lineage = con.execute(
             "SELECT run_id, params, created_at FROM lineage WHERE table_name = $split ORDER BY created_at DESC LIMIT 1",
@@ -156,12 +156,14 @@ def _write(store: Store, split: str, cfg: ExportConfig, run_id: str, out: Path) 
         "rows": rows,
         "export_run_id": run_id,
         "split_run_id": lineage[0] if lineage else None,
+        # The DuckLake snapshot the rows were read at (None on the duckdb backend).
+        "storage_snapshot_id": store.snapshot_id if store.snapshot_id is not None else store.current_snapshot(),
         "split_materialized_at": lineage[2].isoformat() if lineage else None,
         "selection_params": json.loads(lineage[1]) if lineage else None,
         "formats": list(cfg.formats),
         "files": files,
         "code_version": code_version(),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return ExportResult(split=split, path=out, rows=rows, files=files, manifest=manifest)

@@ -267,5 +267,8 @@ CREATE TABLE IF NOT EXISTS lineage (
     row_count    BIGINT NOT NULL,
     params       JSON NOT NULL,
     code_version VARCHAR NOT NULL,
-    created_at   TIMESTAMP NOT NULL
+    created_at   TIMESTAMP NOT NULL,
+    snapshot_id  BIGINT               -- the DuckLake snapshot this write committed; NULL on the duckdb backend
 );
+-- Stores created before `snapshot_id` existed.
+ALTER TABLE lineage ADD COLUMN IF NOT EXISTS snapshot_id BIGINT;

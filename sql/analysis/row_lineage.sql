@@ -7,6 +7,9 @@
 --   6 verdicts          verified_distillations of those samples
 --   7 splits            its stage1_sft / stage2_sft rows (without messages)
 --   8 selection         the lineage rows (params) of the split runs that produced them
+--                       (with the DuckLake snapshot_id each one committed: run this query on the
+--                       data as of that snapshot, `make sql SNAPSHOT=<id>`, to see the inputs as
+--                       they were when the split was built)
 --
 -- @param problem_id VARCHAR: the problem to trace
 -- @param generation_id VARCHAR: or a teacher sample; used when problem_id is not set

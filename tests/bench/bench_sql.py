@@ -1,6 +1,7 @@
 """Benchmark: the named SQL analysis queries (and the split selection) on 1M teacher generations.
 
     nice python tests/bench/bench_sql.py [--generations 1000000] [--home /tmp/r1_bench] [--keep]
+                                         [--backend both|duckdb|ducklake]
 
 Synthesises a database with the real schema (sql/schema.sql through r1_assets.storage.Store):
 300k raw rows over 4 sources (50k exact duplicates), 250k unique problems, 5k contaminated,
@@ -9,7 +10,10 @@ with verification), then builds both splits with r1_assets.splits. Each named qu
 on a fresh read-only connection (first run, cold: includes loading the columns it touches)
 and warm (best of 3 more runs), with DuckDB limited to 2 threads. Baseline, same run: the
 obvious Python route, pulling the needed columns into polars and computing there, for two
-queries (token_lengths, pass_rate_histogram). Prints a markdown table for docs/benchmarks.md.
+queries (token_lengths, pass_rate_histogram). With --backend both (the default) the same data
+is built and queried on each storage backend (a DuckDB file, and a DuckLake on SQLite read
+through a read-only attachment), and the DuckLake/DuckDB ratio is printed per query. Prints
+markdown tables for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from r1_assets.analysis import execute_named_query, named_queries  # noqa: E402
-from r1_assets.config import parse_config  # noqa: E402
+from r1_assets.config import StorageConfig, parse_config  # noqa: E402
 from r1_assets.splits import build_split  # noqa: E402
 from r1_assets.storage import Store  # noqa: E402
 
@@ -164,7 +168,7 @@ BASELINES = {"token_lengths": _polars_token_lengths, "pass_rate_histogram": _pol
 
 
 def _connect(store: Store) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(store.path), read_only=True)
+    con = store.open_reader()
     con.execute(f"SET threads = {THREADS}")
     return con
 
@@ -198,20 +202,15 @@ def bench_queries(store: Store) -> list[dict]:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generations", type=int, default=1_000_000)
-    parser.add_argument("--home", type=Path, default=Path("/tmp/r1_bench"))
-    parser.add_argument("--keep", action="store_true", help="reuse an existing database at --home")
-    args = parser.parse_args()
-    store = Store(args.home)
-    if not (args.keep and store.path.exists()):
-        shutil.rmtree(args.home, ignore_errors=True)
-        print(f"synthesising {args.generations:,} generations in {store.path}", flush=True)
+def run_backend(home: Path, backend: str, generations: int, keep: bool) -> tuple[list[dict], dict]:
+    store = Store(home, storage=StorageConfig(backend=backend))
+    if not (keep and store.exists()):
+        shutil.rmtree(home, ignore_errors=True)
+        print(f"[{backend}] synthesising {generations:,} generations in {store.location}", flush=True)
         start = time.perf_counter()
-        synthesise(store, args.generations)
+        synthesise(store, generations)
         print(f"  total: {time.perf_counter() - start:.1f} s", flush=True)
-    cfg = parse_config(copy.deepcopy(CONFIG), args.home)
+    cfg = parse_config(copy.deepcopy(CONFIG), home)
     splits = {}
     for split in ("stage1_sft", "stage2_sft"):
         start = time.perf_counter()
@@ -220,12 +219,14 @@ def main() -> None:
         print(f"  {split}: {selection.rows.height:,} rows in {splits[split][0]:.2f} s", flush=True)
     counts = {t: store.count(t) for t in ("raw_problems", "clean_problems", "pass_rates", "distillations",
                                           "verified_distillations")}
-    print(f"tables: {counts}; database {store.path.stat().st_size / 2**20:.0f} MiB")
-    results = bench_queries(store)
+    size = sum(p.stat().st_size for p in home.rglob("*") if p.is_file())
+    print(f"tables: {counts}; store {size / 2**20:.0f} MiB")
+    return bench_queries(store), splits
 
-    load = os.getloadavg()[0]
-    print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} cores (the box is shared)")
-    print("\n| query | rows out | first run (s) | warm, best of 3 (s) | warm CPU (s, 2 threads) | polars baseline (s) | baseline / warm |")
+
+def print_table(backend: str, results: list[dict], splits: dict) -> None:
+    print(f"\n{backend}:\n")
+    print("| query | rows out | first run (s) | warm, best of 3 (s) | warm CPU (s, 2 threads) | polars baseline (s) | baseline / warm |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         base = r.get("polars_s")
@@ -236,6 +237,30 @@ def main() -> None:
         print(f"| build_split({split}) | {rows:,} | {secs:.2f} (select + write) | | | | |")
     slow = [r["query"] for r in results if r["warm_s"] >= 1.0]
     print(f"\nall warm runs under 1 s: {not slow}" + (f" (slow: {slow})" if slow else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generations", type=int, default=1_000_000)
+    parser.add_argument("--home", type=Path, default=Path("/tmp/r1_bench"))
+    parser.add_argument("--keep", action="store_true", help="reuse an existing database at --home")
+    parser.add_argument("--backend", choices=["both", "duckdb", "ducklake"], default="both")
+    args = parser.parse_args()
+    backends = ["duckdb", "ducklake"] if args.backend == "both" else [args.backend]
+    runs = {b: run_backend(args.home / b, b, args.generations, args.keep) for b in backends}
+    load = os.getloadavg()[0]
+    print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} cores (the box is shared)")
+    for backend, (results, splits) in runs.items():
+        print_table(backend, results, splits)
+    if len(runs) == 2:
+        print("\n| query | duckdb warm (s) | ducklake warm (s) | ducklake / duckdb | ducklake first run (s) |")
+        print("|---|---:|---:|---:|---:|")
+        for file_row, lake_row in zip(runs["duckdb"][0], runs["ducklake"][0]):
+            print(f"| {file_row['query']} | {file_row['warm_s']:.3f} | {lake_row['warm_s']:.3f} | "
+                  f"{lake_row['warm_s'] / file_row['warm_s']:.2f}x | {lake_row['cold_s']:.3f} |")
+        for split in ("stage1_sft", "stage2_sft"):
+            a, b = runs["duckdb"][1][split][0], runs["ducklake"][1][split][0]
+            print(f"| build_split({split}) | {a:.2f} | {b:.2f} | {b / a:.2f}x | |")
 
 
 if __name__ == "__main__":

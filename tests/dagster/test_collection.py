@@ -1,7 +1,8 @@
 """raw_problems through real Dagster runs: the CLI, the shared pools, idempotent re-runs."""
 
 
-import duckdb
+
+from tests.paths import open_data
 
 POOLS = {
     "gsm8k_train": ("pools/gsm8k_train.jsonl", "question", "answer", 7473),
@@ -16,7 +17,7 @@ def _pools_config(shared_data):
 
 
 def _db(r1_home):
-    return duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True)
+    return open_data(r1_home)
 
 
 def test_each_shared_pool_partition_materializes_with_lineage(shared_data, r1_home, write_config, materialize):

@@ -12,12 +12,10 @@ import subprocess
 import sys
 from importlib import resources
 
-import duckdb
 import pytest
 import yaml
 
-from r1_assets.storage import quote_ident
-from tests.paths import REPO_ROOT
+from tests.paths import REPO_ROOT, open_data
 from tests.model_support import link_small_model
 
 pytestmark = pytest.mark.model
@@ -50,9 +48,9 @@ def _run_pipeline() -> str:
     return out
 
 
-def _counts(db) -> dict[str, int]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return {t: con.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchone()[0] for t in [*CHAIN, "stage2_sft", "generations"]}
+def _counts(home) -> dict[str, int]:
+    with open_data(home) as con:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in [*CHAIN, "stage2_sft", "generations"]}
 
 
 def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_model):  # noqa: F811
@@ -63,12 +61,11 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
     for asset in CHAIN:
         assert f"{asset}" in out and "FAILED" not in out
 
-    db = r1_home / "r1.duckdb"
-    counts = _counts(db)
+    counts = _counts(r1_home)
     assert counts["raw_problems"] == 24
     for table in CHAIN:
         assert counts[table] > 0, f"{table} is empty: {counts}"
-    with duckdb.connect(str(db), read_only=True) as con:
+    with open_data(r1_home) as con:
         # Every stage recorded its writes in lineage under a Dagster run id.
         written = {r[0] for r in con.execute("SELECT DISTINCT table_name FROM lineage").fetchall()}
         assert set(CHAIN) <= written, written
@@ -91,4 +88,4 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
 
     # Re-running resumes from the checkpoint: nothing is generated again, nothing duplicated.
     _run_pipeline()
-    assert _counts(db) == counts
+    assert _counts(r1_home) == counts

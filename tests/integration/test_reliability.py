@@ -18,7 +18,8 @@ import duckdb
 import pytest
 
 from dagster_project.pools import ensure_pools
-from tests.paths import REPO_ROOT
+from r1_assets.storage import Store
+from tests.paths import REPO_ROOT, open_data
 
 RUN_ID = re.compile(r"- ([0-9a-f-]{36}) - .*RUN_SUCCESS")
 
@@ -69,7 +70,7 @@ def test_two_runs_of_different_partitions_at_once_both_succeed_one_writer_at_a_t
     assert rc_right == 0 and RUN_ID.search(out_right), out_right[-4000:]
     run_left, run_right = RUN_ID.search(out_left).group(1), RUN_ID.search(out_right).group(1)
 
-    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(r1_home) as con:
         counts = dict(con.execute("SELECT source, count(*) FROM raw_problems GROUP BY source").fetchall())
         assert counts == {"left": 60_000, "right": 60_000}
         lineage = dict(con.execute("SELECT partition, run_id FROM lineage WHERE table_name = 'raw_problems'").fetchall())
@@ -103,7 +104,7 @@ def test_malformed_rows_are_rejected_with_reasons_and_the_run_continues(tmp_path
     write_config({"sources": [{"name": "malformed", "kind": "file", "path": str(path)}]})
     dagster_materialize("raw_problems", partition="malformed")
 
-    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(r1_home) as con:
         kept = con.execute("SELECT source_row, answer FROM raw_problems ORDER BY source_row").fetchall()
         rejected = dict(con.execute(
             "SELECT source_row, reason FROM rejected_rows WHERE source = 'malformed' AND stage = 'raw_problems'"
@@ -149,7 +150,7 @@ def small_disk(tmp_path, monkeypatch):
 
 
 def _store_state(home: Path) -> tuple[dict, list]:
-    with duckdb.connect(str(home / "r1.duckdb"), read_only=True) as con:
+    with open_data(home) as con:
         counts = dict(con.execute("SELECT source, count(*) FROM raw_problems GROUP BY source").fetchall())
         lineage = con.execute("SELECT partition, row_count FROM lineage ORDER BY created_at").fetchall()
     return counts, lineage
@@ -179,7 +180,7 @@ def test_read_only_home_and_full_disk_give_clear_errors_and_keep_the_store_consi
     small_disk.remount("rw")
     rc, out = _finish(_materialize("raw_problems", "big"))
     assert rc != 0 and "RUN_FAILURE" in out
-    assert f"disk full while writing {home / 'r1.duckdb'}; nothing of this write was committed" in out
+    assert f"disk full while writing {Store(home).location}; nothing of this write was committed" in out
     assert "cannot rollback" not in out
     assert _store_state(home) == committed
 
@@ -225,15 +226,15 @@ def _model_home(base: Path, converted: Path, config_path: Path) -> dict:
 
 
 def _generation_keys(home: Path) -> list[tuple]:
-    with duckdb.connect(str(home / "r1.duckdb"), read_only=True) as con:
+    with open_data(home) as con:
         return con.execute("SELECT problem_id, sample_idx, generation_id FROM generations ORDER BY 1, 2").fetchall()
 
 
 def _count_generations(home: Path) -> int:
     try:
-        with duckdb.connect(str(home / "r1.duckdb"), read_only=True) as con:
+        with open_data(home) as con:
             return con.execute("SELECT count(*) FROM generations").fetchone()[0]
-    except duckdb.Error:  # the run holds the write lock for a moment
+    except duckdb.Error:  # the duckdb backend: the run holds the write lock for a moment
         return -1
 
 
@@ -287,7 +288,7 @@ def test_pass_rates_killed_mid_run_then_rematerialized_equals_a_clean_run(tmp_pa
         assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
         instance.report_run_canceled(run, message="run process was killed")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-    with duckdb.connect(str(killed_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(killed_home) as con:
         assert con.execute("SELECT count(*) FROM pass_rates").fetchone()[0] == 0
 
     rc, out = _finish(_run_pass_rates(killed_env), timeout=600)
@@ -303,6 +304,6 @@ def test_pass_rates_killed_mid_run_then_rematerialized_equals_a_clean_run(tmp_pa
     assert len(clean) == total and len(set(clean)) == total
     assert resumed == clean
     assert set(partial) <= set(resumed)  # the checkpointed samples were kept, not regenerated
-    with duckdb.connect(str(killed_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(killed_home) as con:
         rates = con.execute("SELECT problem_id, k FROM pass_rates ORDER BY 1").fetchall()
     assert len(rates) == len(KILL_PROBLEMS) and all(k == n for _, k in rates)

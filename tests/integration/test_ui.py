@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO_ROOT
+from tests.paths import REPO_ROOT, open_data
 
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(420)]
 
@@ -208,9 +208,7 @@ def test_backfill_through_graphql_then_catalog_lineage_and_partitions_in_chromiu
         assert time.monotonic() < deadline, f"backfill still {status['status']} after {BACKFILL_TIMEOUT_S}s:\n{_log_tail(log)}"
         time.sleep(3)
 
-    import duckdb
-
-    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(r1_home) as con:
         assert dict(con.execute("SELECT source, count(*) FROM raw_problems GROUP BY 1").fetchall()) == SOURCES
 
     shots = tmp_path / "screenshots"
@@ -277,7 +275,7 @@ query Runs($tags: [ExecutionTag!]) {
 SENSOR_TIMEOUT_S = 240
 
 
-def _raw_counts_when(db: Path, expected: dict, log: Path) -> None:
+def _raw_counts_when(home: Path, expected: dict, log: Path) -> None:
     """Waits until raw_problems holds ``expected`` rows per source (read-only, retried while a run writes)."""
     import duckdb
 
@@ -285,7 +283,7 @@ def _raw_counts_when(db: Path, expected: dict, log: Path) -> None:
     counts = None
     while time.monotonic() < deadline:
         try:
-            with duckdb.connect(str(db), read_only=True) as con:
+            with open_data(home) as con:
                 counts = dict(con.execute("SELECT source, count(*) FROM raw_problems GROUP BY 1").fetchall())
         except duckdb.Error:  # no table yet, or a run holds the write lock right now
             pass
@@ -304,12 +302,11 @@ def test_daemon_ticks_the_source_file_sensor_on_new_and_changed_files(tmp_path, 
     }})["startSensor"]
     assert started["__typename"] == "Sensor" and started["sensorState"]["status"] == "RUNNING", started
 
-    db = r1_home / "r1.duckdb"
-    _raw_counts_when(db, SOURCES, log)
+    _raw_counts_when(r1_home, SOURCES, log)
 
     with (tmp_path / "alpha.jsonl").open("a") as fh:
         fh.write(json.dumps({"problem": "alpha: what is 100 times 3?", "answer": "300"}) + "\n")
-    _raw_counts_when(db, {**SOURCES, "alpha": SOURCES["alpha"] + 1}, log)
+    _raw_counts_when(r1_home, {**SOURCES, "alpha": SOURCES["alpha"] + 1}, log)
 
     tags = [{"key": "r1/trigger", "value": "source_file_sensor"}]
     runs = _graphql(base, SENSOR_RUNS, {"tags": tags})["runsOrError"]["results"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import duckdb
 import pytest
 
 from r1_assets.analysis import (
@@ -195,9 +194,9 @@ def test_row_lineage_of_a_contaminated_problem(built_splits_world):
 
 
 def test_queries_run_as_plain_sql_files_like_the_cli(built_splits_world):
-    """What `duckdb -readonly r1.duckdb -c "SET VARIABLE ..." -c ".read sql/analysis/X.sql"` does."""
+    """What `make sql` then `SET VARIABLE ...; .read sql/analysis/X.sql` does."""
     store, _ = built_splits_world
-    con = duckdb.connect(str(store.path), read_only=True)
+    con = store.open_reader()
     try:
         con.execute("SET VARIABLE model = 'strong_model'")
         via_file = con.execute((SQL_DIR / "analysis" / "pass_rate_histogram.sql").read_text()).pl()

@@ -3,7 +3,6 @@ benchmark_problems -> clean_problems through a real Dagster CLI run."""
 
 import dagster as dg
 from dagster._core.errors import DagsterAssetCheckFailedError
-import duckdb
 import polars as pl
 import pytest
 
@@ -12,6 +11,7 @@ from r1_assets.decontamination import decontaminate, decontaminate_clusters
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
+from tests.paths import open_data
 
 MATH = (
     "A rectangular garden is surrounded by a path of uniform width. The garden measures 12 meters "
@@ -238,7 +238,7 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
     _seed_raw(load_config(path), store)
     materialize(["benchmark_problems", "unique_problems", "clean_problems"])
 
-    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(r1_home) as con:
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
         raw, unique, dups = q("SELECT (SELECT count(*) FROM raw_problems), (SELECT count(*) FROM unique_problems),"
                               " (SELECT count(*) FROM duplicate_problems)")[0]
@@ -274,7 +274,7 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
     failed_check = next(e for e in evaluations if e.check_name == "benchmarks_loaded")
     assert not failed_check.passed
     assert "'amc23'" in failed_check.description and "amc23_moved.jsonl" in failed_check.description
-    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(r1_home) as con:
         assert con.execute("SELECT count(*) FROM clean_problems").fetchone()[0] == clean
         assert con.execute("SELECT status FROM benchmark_loads WHERE benchmark='amc23'").fetchone() == ("failed",)
 

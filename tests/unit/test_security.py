@@ -11,7 +11,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -19,6 +18,7 @@ from r1_assets.config import ConfigError, ExportConfig, ModelConfig, SamplingCon
 from r1_assets.export import ExportError, export_dir, exports_root, push_split
 from r1_assets.sources import collect_source, source_files
 from r1_assets.storage import Lineage, Store, quote_ident, redact
+from tests.paths import open_data
 
 SERVER_KEY = "sk-r1SECRETserverkey0123456789"
 HF_SECRET = "hf_r1SECREThubtoken0123456789"
@@ -32,11 +32,12 @@ def _files_containing(root: Path, needle: str) -> list[str]:
     return hits
 
 
-def _text_columns_containing(db: Path, needle: str) -> list[str]:
+def _text_columns_containing(home: Path, needle: str) -> list[str]:
     hits = []
-    with duckdb.connect(str(db), read_only=True) as con:
+    with open_data(home) as con:
         cols = con.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'"
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE data_type = 'VARCHAR' AND table_catalog = current_database()"
         ).fetchall()
         for table, column in cols:
             sql = f"SELECT count(*) FROM {quote_ident(table)} WHERE contains({quote_ident(column)}, $needle)"
@@ -64,10 +65,10 @@ def test_a_run_with_tokens_in_the_environment_leaves_them_nowhere(tmp_path, r1_h
     out = dagster_materialize("raw_problems", partition="p")
     for secret in (SERVER_KEY, HF_SECRET):
         assert secret not in out
-        assert _text_columns_containing(r1_home / "r1.duckdb", secret) == []
-        assert _files_containing(r1_home, secret) == []  # DuckDB file, Dagster storage and logs
+        assert _text_columns_containing(r1_home, secret) == []
+        assert _files_containing(r1_home, secret) == []  # the store's files, Dagster storage and logs
     # What lineage does keep: the source's params, not the environment.
-    with duckdb.connect(str(r1_home / "r1.duckdb"), read_only=True) as con:
+    with open_data(r1_home) as con:
         params = json.loads(con.execute("SELECT params FROM lineage").fetchone()[0])
     assert params["name"] == "p" and "R1_TEST_SERVER_KEY" not in json.dumps(params)
 

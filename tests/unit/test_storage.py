@@ -1,4 +1,4 @@
-"""The DuckDB store: idempotent partition writes, lineage, lock handling, clear errors."""
+"""The store on both backends: idempotent partition writes, lineage, lock handling, clear errors."""
 
 import json
 import multiprocessing as mp
@@ -9,7 +9,10 @@ import duckdb
 import polars as pl
 import pytest
 
+from r1_assets.config import StorageConfig
 from r1_assets.storage import Lineage, Store, StorageError, quote_ident, redact
+
+BACKENDS = pytest.mark.parametrize("backend", ["duckdb", "ducklake"])
 
 
 def _rows(source: str, n: int) -> pl.DataFrame:
@@ -20,8 +23,9 @@ def _rows(source: str, n: int) -> pl.DataFrame:
     }, schema_overrides={"metadata": pl.Utf8})
 
 
-def test_replace_partition_is_idempotent_and_records_lineage(tmp_path):
-    store = Store(tmp_path)
+@BACKENDS
+def test_replace_partition_is_idempotent_and_records_lineage(tmp_path, backend):
+    store = Store(tmp_path, storage=StorageConfig(backend=backend))
     for run in ("run-1", "run-2"):
         store.replace_partition("raw_problems", _rows("a", 5), where={"source": "a"},
                                 lineage=Lineage(run_id=run, params={"k": 1}, inputs=[{"table": "f", "row_count": 5}]))
@@ -33,10 +37,17 @@ def test_replace_partition_is_idempotent_and_records_lineage(tmp_path):
     assert lineage["partition"].to_list() == ["source=a", "source=a", "source=b"]
     assert json.loads(lineage["inputs"][0]) == [{"row_count": 5, "table": "f"}]
     assert lineage["row_count"].to_list() == [5, 5, 3]
+    if backend == "ducklake":  # each write's lineage row names the snapshot it committed
+        snapshots = lineage["snapshot_id"].to_list()
+        assert snapshots == sorted(snapshots) and len(set(snapshots)) == 3
+        assert store.at_snapshot(snapshots[0]).count("raw_problems") == 5
+    else:
+        assert lineage["snapshot_id"].to_list() == [None] * 3
 
 
-def test_failed_write_leaves_previous_partition_intact(tmp_path):
-    store = Store(tmp_path)
+@BACKENDS
+def test_failed_write_leaves_previous_partition_intact(tmp_path, backend):
+    store = Store(tmp_path, storage=StorageConfig(backend=backend))
     store.replace_partition("raw_problems", _rows("a", 5), where={"source": "a"}, lineage=Lineage(run_id="ok"))
     broken = _rows("a", 2).with_columns(pl.lit(None, pl.Utf8).alias("problem"))  # violates NOT NULL
     with pytest.raises(duckdb.Error):
@@ -45,8 +56,9 @@ def test_failed_write_leaves_previous_partition_intact(tmp_path):
     assert store.query("SELECT run_id FROM lineage")["run_id"].to_list() == ["ok"]
 
 
-def test_append_new_never_duplicates(tmp_path):
-    store = Store(tmp_path)
+@BACKENDS
+def test_append_new_never_duplicates(tmp_path, backend):
+    store = Store(tmp_path, storage=StorageConfig(backend=backend))
     gen = pl.DataFrame({"generation_id": ["g1", "g2"], "purpose": ["pass_rate"] * 2, "problem_id": ["p"] * 2,
                         "model": ["m"] * 2, "params_hash": ["h"] * 2, "params": ["{}"] * 2, "sample_idx": [0, 1],
                         "prompt": ["q"] * 2, "text": ["a", "b"], "run_id": ["r"] * 2,
@@ -54,6 +66,9 @@ def test_append_new_never_duplicates(tmp_path):
     assert store.append_new("generations", gen) == 2
     assert store.append_new("generations", gen) == 0
     assert store.count("generations") == 2
+    new = gen.head(1).with_columns(generation_id=pl.lit("g3"))
+    assert store.append_new("generations", pl.concat([gen, new, new])) == 1  # a repeated key lands once
+    assert store.count("generations") == 3
 
 
 def _hold_lock(path, ready, release):
@@ -64,7 +79,7 @@ def _hold_lock(path, ready, release):
 
 
 def test_writer_waits_for_another_process_lock(tmp_path):
-    store = Store(tmp_path, lock_timeout_s=30)
+    store = Store(tmp_path, lock_timeout_s=30, storage=StorageConfig(backend="duckdb"))
     with store.connect():
         pass
     ctx = mp.get_context("spawn")
@@ -80,7 +95,7 @@ def test_writer_waits_for_another_process_lock(tmp_path):
 
 
 def test_lock_held_too_long_is_a_clear_error(tmp_path):
-    store = Store(tmp_path, lock_timeout_s=0.5)
+    store = Store(tmp_path, lock_timeout_s=0.5, storage=StorageConfig(backend="duckdb"))
     with store.connect():
         pass
     ctx = mp.get_context("spawn")
