@@ -419,6 +419,7 @@ class UnionFind:
             if np.array_equal(up, root):
                 self.parent[x] = root                        # path compression of the queried nodes
                 return root
+            self.parent[root] = self.parent[up]              # path halving: long chains shrink as they are walked
             root = up
 
     def union(self, a: np.ndarray, b: np.ndarray) -> None:

@@ -144,3 +144,7 @@ def test_union_find_lowest_root_under_write_races():
     assert _same_partition(roots, ref)
     for r in set(roots.tolist()):
         assert r == np.flatnonzero(roots == r).min()
+    chain = UnionFind(1_000)                                           # a chain built in one step, then walked
+    chain.union(np.arange(999), np.arange(1, 1_000))
+    chain.union(np.array([999]), np.array([500]))
+    assert set(chain.roots().tolist()) == {0}
