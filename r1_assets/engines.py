@@ -779,3 +779,19 @@ def load_generations(store: Store, purpose: str, model: str, params_hash_: str, 
         "AND problem_id IN (SELECT unnest($ids)) ORDER BY problem_id, sample_idx",
         {"purpose": purpose, "model": model, "ph": params_hash_, "ids": list(problem_ids)},
     )
+
+
+def generation_spend(store: Store, purpose: str, model: str | None = None) -> dict[str, Any]:
+    """Tokens and dollars of every stored generation of ``purpose`` (and ``model``) so far.
+
+    ``priced_samples`` < ``samples`` means part of the spend is unknown (no pricing or usage).
+    """
+    row = store.query(
+        "SELECT count(*) AS samples, count(*) FILTER (WHERE error IS NOT NULL) AS failed_samples, "
+        "coalesce(sum(n_prompt_tokens), 0)::BIGINT AS prompt_tokens, coalesce(sum(n_tokens), 0)::BIGINT AS completion_tokens, "
+        "coalesce(sum(n_reasoning_tokens), 0)::BIGINT AS reasoning_tokens, count(cost_usd) AS priced_samples, "
+        "sum(cost_usd) AS cost_usd FROM generations WHERE purpose = $purpose AND ($model IS NULL OR model = $model)",
+        {"purpose": purpose, "model": model},
+    ).row(0, named=True)
+    return {**row, "cost_usd": round(row["cost_usd"], 6) if row["cost_usd"] is not None else None}
+
