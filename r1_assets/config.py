@@ -179,10 +179,13 @@ class ModelConfig(_Section):
     """
 
     name: str
-    engine: Literal["vllm", "openai"] = "vllm"
+    # vllm: in-process; openai: an OpenAI-compatible server, one request per sample;
+    # openai_batch: the same server's Batch API (/files + /batches; about half the price at
+    # providers), resumed from the batch ids recorded under $R1_HOME/batches after a crash.
+    engine: Literal["vllm", "openai", "openai_batch"] = "vllm"
     # Prices of this model (both engines); None = cost_usd stays NULL.
     pricing: PricingConfig | None = None
-    # engine=openai: base URL of an OpenAI-compatible server; the API key comes from api_key_env.
+    # engine=openai/openai_batch: base URL of an OpenAI-compatible server; the API key comes from api_key_env.
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     served_model_name: str | None = None
@@ -201,6 +204,8 @@ class ModelConfig(_Section):
     # bursts stay small; limits hold per engine (one model role in one process). None = no limit.
     max_requests_per_minute: float | None = Field(default=None, gt=0)
     max_tokens_per_minute: float | None = Field(default=None, gt=0)
+    # engine=openai_batch: seconds between two status polls of a submitted batch.
+    batch_poll_s: float = Field(default=30.0, gt=0)
     # Give up (keeping what finished) when this many requests in a row failed after their
     # retries: the server is down, not one prompt bad.
     failure_budget: int = Field(default=16, gt=0)

@@ -81,6 +81,7 @@ class SampleRequest:
     sample_idx: int
     prompt: str
     seed: int | None = None
+    generation_id: str | None = None  # set by run_generation; the batch engine's custom_id
 
 
 @dataclass
@@ -402,6 +403,38 @@ class VllmEngine:
 # -- OpenAI-compatible HTTP ---------------------------------------------------------------------
 
 
+def chat_body(served_model: str, r: SampleRequest, sampling: SamplingConfig) -> dict[str, Any]:
+    """The /v1/chat/completions request of one sample (online and batch)."""
+    # No system message: R1's usage recommendations put every instruction in the user turn.
+    return {
+        "model": served_model,
+        "messages": [{"role": "user", "content": r.prompt}],
+        "n": 1,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "seed": r.seed,
+    }
+
+
+def completion_result(cfg: ModelConfig, r: SampleRequest, data: dict, latency_s: float, params: dict) -> SampleResult:
+    """A SampleResult from a chat completion body; KeyError/TypeError/... when it is malformed."""
+    choice = data["choices"][0]
+    usage = data.get("usage") or {}
+    n_prompt, n_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return SampleResult(
+        key=r.key, sample_idx=r.sample_idx, prompt=r.prompt, text=served_text(choice["message"]),
+        n_prompt_tokens=n_prompt, n_tokens=n_tokens, finish_reason=choice.get("finish_reason"),
+        latency_s=latency_s, error=None, model=cfg.name, params=params,
+        n_reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
+        cost_usd=cost_usd(cfg.pricing, n_prompt, n_tokens, cached),
+    )
+
+
+_MALFORMED = (ValueError, KeyError, IndexError, TypeError, AttributeError)
+
+
 class OpenAIEngine:
     RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
     RETRY_AFTER_STATUS = frozenset({429, 503})
@@ -450,32 +483,10 @@ class OpenAIEngine:
         if self.token_bucket is not None and actual is not None:
             self.token_bucket.settle(estimated, actual)
 
-    def _result(self, r: SampleRequest, data: dict, started: float, params: dict) -> SampleResult:
-        choice = data["choices"][0]
-        usage = data.get("usage") or {}
-        n_prompt, n_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        return SampleResult(
-            key=r.key, sample_idx=r.sample_idx, prompt=r.prompt, text=served_text(choice["message"]),
-            n_prompt_tokens=n_prompt, n_tokens=n_tokens, finish_reason=choice.get("finish_reason"),
-            latency_s=time.monotonic() - started, error=None, model=self.model, params=params,
-            n_reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
-            cost_usd=cost_usd(self.cfg.pricing, n_prompt, n_tokens, cached),
-        )
-
     async def _one(self, client, sem: asyncio.Semaphore, r: SampleRequest, sampling: SamplingConfig, params: dict) -> SampleResult:
         import httpx
 
-        # No system message: R1's usage recommendations put every instruction in the user turn.
-        body = {
-            "model": self.served_model,
-            "messages": [{"role": "user", "content": r.prompt}],
-            "n": 1,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-            "seed": r.seed,
-        }
+        body = chat_body(self.served_model, r, sampling)
         estimated = estimate_tokens(r.prompt, sampling.max_tokens)
         started = time.monotonic()
         error = "not attempted"
@@ -509,8 +520,8 @@ class OpenAIEngine:
                         continue
                     break
                 try:
-                    result = self._result(r, resp.json(), started, params)
-                except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+                    result = completion_result(self.cfg, r, resp.json(), time.monotonic() - started, params)
+                except _MALFORMED as err:
                     error = f"malformed response: {type(err).__name__}: {err}"
                     continue
                 actual = None if result.n_prompt_tokens is None or result.n_tokens is None else (
@@ -607,6 +618,156 @@ class OpenAIEngine:
         pass
 
 
+class OpenAIBatchEngine:
+    """``engine: openai_batch``: the OpenAI Batch API of ``base_url``.
+
+    One JSONL line per sample (``custom_id`` = generation_id, the same chat request the online
+    engine sends) is uploaded to ``/files`` and submitted to ``/batches``; the batch is polled
+    every ``batch_poll_s`` until it ends, then its output and error files are read. The batch
+    id is recorded in ``$R1_HOME/batches/<server+model>/<batch_id>.json`` as soon as the
+    provider accepted it, so a run that crashes while waiting picks the same batch up again
+    (nothing is paid twice); a request the batch failed or never ran is a result with
+    ``error`` set, retried by the next run as a new batch.
+    """
+
+    COMPLETION_WINDOW = "24h"
+    MAX_REQUESTS = 50_000  # per batch (OpenAI's limit)
+    TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+    def __init__(self, cfg: ModelConfig, home: Path | str, batch_size: int | None = None):
+        if not cfg.base_url:
+            raise EngineError(f"models '{cfg.name}': engine 'openai_batch' needs key 'base_url'")
+        self.cfg = cfg
+        self.model = cfg.name
+        self.served_model = cfg.served_model_name or cfg.name
+        self.batch_size = batch_size or cfg.batch_size
+        self.base = cfg.base_url.rstrip("/")
+        self.state_dir = Path(home) / "batches" / stable_hash(self.base, cfg.name)[:16]
+
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.cfg.api_key_env)
+
+    def _call(self, client, method: str, path: str, **kw):
+        """One Batch API call, retried like the online engine (Retry-After first, then backoff)."""
+        import httpx
+
+        error = "not attempted"
+        for attempt in range(self.cfg.max_retries + 1):
+            try:
+                resp = client.request(method, f"{self.base}{path}", **kw)
+            except httpx.TransportError as err:
+                error = scrub(f"{type(err).__name__}: {err}", self._api_key())
+                wait = None
+            else:
+                if resp.status_code < 300:
+                    return resp
+                error = f"HTTP {resp.status_code}: {scrub(resp.text, self._api_key())[:300]}"
+                if resp.status_code not in OpenAIEngine.RETRY_STATUS:
+                    break
+                wait = retry_after_s(resp.headers.get("retry-after"))
+            if attempt < self.cfg.max_retries:
+                time.sleep(wait if wait is not None else min(self.cfg.retry_backoff_s * 2 ** attempt, 60.0))
+        raise EngineUnavailable(f"{method} {self.base}{path}: {error}. Nothing was lost; re-run to continue.")
+
+    def _write_state(self, state: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / f"{state['batch_id']}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
+
+    def recorded_batches(self) -> list[dict]:
+        """Batches submitted by earlier runs whose results were not ingested yet."""
+        if not self.state_dir.is_dir():
+            return []
+        states = [json.loads(p.read_text()) for p in sorted(self.state_dir.glob("*.json"))]
+        return [s for s in states if not s.get("ingested")]
+
+    def _submit(self, client, chunk: list[SampleRequest], sampling: SamplingConfig) -> dict:
+        lines = "".join(
+            json.dumps({"custom_id": r.generation_id, "method": "POST", "url": "/v1/chat/completions",
+                        "body": chat_body(self.served_model, r, sampling)}) + "\n"
+            for r in chunk
+        )
+        upload = self._call(client, "POST", "/files", data={"purpose": "batch"},
+                            files={"file": ("r1-batch.jsonl", lines.encode(), "application/jsonl")}).json()
+        batch = self._call(client, "POST", "/batches", json={
+            "input_file_id": upload["id"], "endpoint": "/v1/chat/completions",
+            "completion_window": self.COMPLETION_WINDOW,
+        }).json()
+        state = {"batch_id": batch["id"], "input_file_id": upload["id"], "base_url": self.base, "model": self.model,
+                 "submitted_at": time.time(), "custom_ids": [r.generation_id for r in chunk], "ingested": False}
+        self._write_state(state)
+        log_.info("submitted batch %s: %d requests to %s", batch["id"], len(chunk), self.base)
+        return state
+
+    def wait(self, client, state: dict) -> dict:
+        """Poll the batch until it is completed, failed, expired or cancelled."""
+        while True:
+            batch = self._call(client, "GET", f"/batches/{state['batch_id']}").json()
+            if batch.get("status") in self.TERMINAL:
+                return batch
+            time.sleep(self.cfg.batch_poll_s)
+
+    def _collect(self, client, state: dict, wanted: dict[str, SampleRequest], base: dict) -> Iterator[SampleResult]:
+        batch = self.wait(client, state)
+        records: dict[str, dict] = {}
+        for key in ("output_file_id", "error_file_id"):
+            if batch.get(key):
+                for line in self._call(client, "GET", f"/files/{batch[key]}/content").text.splitlines():
+                    if line.strip():
+                        record = json.loads(line)
+                        records[record.get("custom_id")] = record
+        latency = time.time() - state["submitted_at"]
+        for gid, r in wanted.items():
+            params = {**base, "sample_seed": r.seed}
+            record = records.get(gid)
+            response = (record or {}).get("response") or {}
+            status = response.get("status_code")
+            error = None
+            if record is None:
+                detail = json.dumps(batch.get("errors"))[:300] if batch.get("errors") else "no result for this request"
+                error = f"batch {state['batch_id']} {batch.get('status')}: {detail}"
+            elif record.get("error") is not None or status != 200:
+                error = f"batch request failed: HTTP {status}: {scrub(json.dumps(record.get('error')), self._api_key())[:300]}"
+            else:
+                try:
+                    yield completion_result(self.cfg, r, response["body"], latency, params)
+                    continue
+                except _MALFORMED as err:
+                    error = f"malformed response: {type(err).__name__}: {err}"
+            yield SampleResult(key=r.key, sample_idx=r.sample_idx, prompt=r.prompt, text=None, n_prompt_tokens=None,
+                               n_tokens=None, finish_reason=None, latency_s=latency, error=error, model=self.model,
+                               params=params)
+
+    def generate(self, requests: Sequence[SampleRequest], sampling: SamplingConfig) -> Iterator[SampleResult]:
+        import httpx
+
+        todo = {r.generation_id: r for r in requests}
+        if None in todo:
+            raise EngineError("engine 'openai_batch' needs each request's generation_id (use run_generation)")
+        base = sampling_params(sampling)
+        headers = {"Authorization": f"Bearer {key}"} if (key := self._api_key()) else {}
+        with httpx.Client(timeout=self.cfg.request_timeout_s, headers=headers) as client:
+            # Batches an earlier run submitted (and maybe paid for) come first.
+            mine = []
+            for state in self.recorded_batches():
+                ids = [gid for gid in state["custom_ids"] if gid in todo]
+                if ids:
+                    log_.info("resuming batch %s (%d of its requests still wanted)", state["batch_id"], len(ids))
+                    mine.append((state, {gid: todo.pop(gid) for gid in ids}))
+            rest = list(todo.values())
+            for start in range(0, len(rest), self.MAX_REQUESTS):
+                chunk = rest[start:start + self.MAX_REQUESTS]
+                mine.append((self._submit(client, chunk, sampling), {r.generation_id: r for r in chunk}))
+            for state, wanted in mine:
+                yield from self._collect(client, state, wanted, base)
+                self._write_state({**state, "ingested": True})
+
+    def close(self) -> None:
+        pass
+
+
 @contextmanager
 def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | None = None) -> Iterator[Engine]:
     """The configured engine, always closed (vLLM shut down) on exit, failures included."""
@@ -614,6 +775,8 @@ def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | N
         engine: Engine = VllmEngine(model_cfg, home, batch_size=batch_size)
     elif model_cfg.engine == "openai":
         engine = OpenAIEngine(model_cfg, batch_size=batch_size)
+    elif model_cfg.engine == "openai_batch":
+        engine = OpenAIBatchEngine(model_cfg, home, batch_size=batch_size)
     else:  # pragma: no cover - config validation restricts the values
         raise EngineError(f"unknown engine {model_cfg.engine!r}")
     try:
@@ -719,7 +882,8 @@ def run_generation(
         prompt = render_prompt(prompt_template, text)
         for idx in range(sampling.n):
             gid = generation_id(purpose, pid, engine.model, ph, idx)
-            wanted[gid] = SampleRequest(key=pid, sample_idx=idx, prompt=prompt, seed=sample_seed(sampling.seed, pid, idx))
+            wanted[gid] = SampleRequest(key=pid, sample_idx=idx, prompt=prompt, seed=sample_seed(sampling.seed, pid, idx),
+                                        generation_id=gid)
     stats.requested = len(wanted)
     if not wanted:
         return stats

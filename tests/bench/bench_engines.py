@@ -13,6 +13,10 @@ Same engine, same prompts, same per-sample seeds, same process:
    concurrency, no retries, no storage) vs ``materialize_shard`` with the OpenAI engine.
 3. math-verify scoring rate of the generated samples: ``verify_batch`` with 1 worker vs a
    process pool of ``os.cpu_count()`` workers.
+4. Client-side rate limit: the OpenAI engine with ``max_requests_per_minute`` (default 600)
+   against the loopback DeepSeek-shaped test server (answers in ~1 ms, so only the limiter
+   decides the pace): achieved requests per minute over ``--rpm-requests`` requests, target
+   within 5% of the limit.
 """
 
 from __future__ import annotations
@@ -190,6 +194,31 @@ def bench_verify(pairs: list[tuple[str, str]], unique: int) -> dict:
     return out
 
 
+def bench_rate_limit(args) -> dict:
+    from r1_assets.config import ModelConfig, SamplingConfig
+    from r1_assets.engines import OpenAIEngine, SampleRequest
+    from tests.integration.deepseek_server import DeepSeekServer
+
+    sampling = SamplingConfig(n=1, max_tokens=64)
+    reqs = [SampleRequest(key=f"p{i}", sample_idx=0, prompt=f"What is {i} + 1?", seed=i) for i in range(args.rpm_requests)]
+    with DeepSeekServer() as server:
+        engine = OpenAIEngine(ModelConfig(name="deepseek-reasoner", engine="openai", base_url=server.base_url,
+                                          max_concurrency=32, max_requests_per_minute=args.rpm))
+        t0 = time.monotonic()
+        errors = sum(r.error is not None for r in engine.generate(reqs, sampling))
+        seconds = time.monotonic() - t0
+        starts = sorted(t for times in server.arrivals.values() for t, _ in times)
+    achieved = 60 * len(reqs) / seconds
+    # Steady state: between the first and the last arrival, after the initial one-second burst.
+    burst = int(args.rpm / 60)
+    steady = 60 * (len(starts) - 1 - burst) / (starts[-1] - starts[burst])
+    print(f"rate limit {args.rpm}/min: {len(reqs)} requests in {seconds:.1f}s = {achieved:.0f}/min "
+          f"(steady {steady:.0f}/min), {errors} errors", flush=True)
+    return {"limit_per_min": args.rpm, "requests": len(reqs), "seconds": round(seconds, 2),
+            "achieved_per_min": round(achieved, 1), "steady_per_min": round(steady, 1),
+            "ratio": round(achieved / args.rpm, 4), "steady_ratio": round(steady / args.rpm, 4), "errors": errors}
+
+
 def run(args) -> dict:
     cache = REPO / ".pytest_cache" / "d" / "r1-small-model"
     model_dir = convert_gguf(small_model_dir(cache)).path
@@ -204,6 +233,8 @@ def run(args) -> dict:
             report["verify"] = bench_verify(pairs * max(1, 1000 // max(len(pairs), 1)), len(pairs))
         if "http" in args.parts:
             report["http"] = bench_http(args, root, problems, model_dir)
+        if "rpm" in args.parts:
+            report["rate_limit"] = bench_rate_limit(args)
     print(json.dumps(report, indent=2))
     return report
 
@@ -214,13 +245,16 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--parts", nargs="*", default=["vllm", "http"])
+    p.add_argument("--parts", nargs="*", default=["vllm", "http", "rpm"])
+    p.add_argument("--rpm", type=float, default=600)
+    p.add_argument("--rpm-requests", type=int, default=600)
     return p.parse_args(argv)
 
 
 def test_bench_engines():
     report = run(parse_args([]))
     assert report["vllm"]["ratio"] > 0 and report["http"]["errors"] == 0
+    assert report["rate_limit"]["errors"] == 0 and abs(report["rate_limit"]["ratio"] - 1) <= 0.05
 
 
 if __name__ == "__main__":
