@@ -116,7 +116,12 @@ def score_pass_rates(
     ok = samples.filter(pl.col("error").is_null() & (pl.col("sample_idx") < k))
     answers = dict(problems.select("problem_id", "answer").iter_rows())
     scored = ok.filter(pl.col("problem_id").map_elements(lambda p: answers.get(p) is not None, return_dtype=pl.Boolean))
-    pairs = [(text or "", answers[pid]) for pid, text in scored.select("problem_id", "text").iter_rows()]
+    # The answer part after a closed think block, as verified_distillations reads it: a
+    # reasoning model (served or in-process) boxes intermediate results while it thinks.
+    from r1_assets.distillation import answer_text, split_reasoning
+
+    pairs = [(answer_text(text, *split_reasoning(text)), answers[pid])
+             for pid, text in scored.select("problem_id", "text").iter_rows()]
     results = verify_batch(pairs, timeout_s=timeout_s, workers=workers, lenient=lenient, progress=progress) if pairs else []
     verdicts = pl.DataFrame(
         {

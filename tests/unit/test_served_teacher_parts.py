@@ -119,3 +119,18 @@ def test_cluster_profile_follows_r1_usage_recommendations():
     assert (s.temperature, s.top_p, s.max_tokens) == (0.6, 0.95, 32768)
     assert render_prompt(cfg.distillation.prompt_template, "What is 1+1?") == (
         "What is 1+1?\nPlease reason step by step, and put your final answer within \\boxed{}.")
+
+
+def test_pass_rates_score_the_answer_after_the_think_block():
+    import polars as pl
+
+    from r1_assets.difficulty import score_pass_rates
+
+    texts = [served_text({"reasoning_content": "Try $\\boxed{3}$? No, recount.", "content": "The answer is $\\boxed{4}$."}),
+             # A boxed 4 inside the reasoning must not make the answer "5" correct.
+             served_text({"reasoning_content": "Maybe $\\boxed{4}$.", "content": "So the answer is $5$."})]
+    samples = pl.DataFrame({"problem_id": ["p", "p"], "sample_idx": [0, 1], "text": texts, "error": [None, None]},
+                           schema_overrides={"error": pl.String})
+    rates = score_pass_rates(pl.DataFrame({"problem_id": ["p"], "answer": ["4"]}), samples, model="m", params_hash="h",
+                             k=2, shard="s", run_id="r", workers=1, lenient=False)
+    assert rates["n_correct"].to_list() == [1] and rates["pass_rate"].to_list() == [0.5]
