@@ -145,7 +145,8 @@ def test_pipeline_chain_keeps_the_teachers_reasoning_in_every_stage1_row(r1_home
             "sources": [{"name": "sums", "kind": "file", "path": str(source), "problem": "question", "answer": "answer"}],
             "models": {
                 "small": {"name": "small-served", "engine": "openai", "base_url": server.base_url,
-                          "max_concurrency": 8, "batch_size": 8, "max_retries": 2, "request_timeout_s": 30},
+                          "max_concurrency": 8, "batch_size": 8, "max_retries": 2, "request_timeout_s": 30,
+                          "pricing": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}},
                 "teacher": {"name": "deepseek-reasoner", "engine": "openai", "base_url": server.base_url,
                             "max_concurrency": 8, "batch_size": 8, "max_retries": 2, "request_timeout_s": 30,
                             "retry_backoff_s": 30, "pricing": PRICING, "max_requests_per_minute": 600},
