@@ -23,6 +23,10 @@
   returns its chain of thought in ``message.reasoning_content`` (or ``reasoning``) and the
   answer in ``content``: the text stored is ``<think>\\n{reasoning}\\n</think>\\n\\n{content}``,
   the same shape an in-process R1 writes, so both are split and exported by the same code.
+- ``OpenAIBatchEngine`` (``engine: openai_batch``) sends the same chat requests through the
+  server's Batch API (JSONL, ``custom_id`` = generation_id), records each batch id under
+  ``$R1_HOME/batches`` as soon as it is accepted, polls, ingests, and after a crash resumes
+  the recorded batch instead of paying for it again.
 
 Every result carries its token usage (reasoning tokens included: from
 ``usage.completion_tokens_details`` over HTTP, counted inside the think block in-process)
