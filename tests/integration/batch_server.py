@@ -16,11 +16,11 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Self
 
-from tests.integration.deepseek_server import n_tokens, reply_parts
+from tests.integration.deepseek_server import LoopbackHTTPServer, n_tokens, reply_parts
 
 Runner = Callable[[list[dict]], list[dict]]
 
@@ -151,7 +151,7 @@ class BatchServer:
                     else:
                         self._json(404, {"error": "not found"})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

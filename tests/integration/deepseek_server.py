@@ -53,6 +53,10 @@ def n_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 drops connections when many clients connect at once
+
+
 class DeepSeekServer:
     def __init__(self, wrong_model: str | None = None, first_status: int | None = None,
                  retry_after: str | None = None, retry_after_date_s: float = 2.0, cached_tokens: int = 4):
@@ -131,7 +135,7 @@ class DeepSeekServer:
                     server.replies[key] = data
                 self._send(200, json.dumps(data).encode())
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

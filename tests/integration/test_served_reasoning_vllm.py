@@ -58,7 +58,8 @@ def test_vllm_serve_reasoning_parser_nothing_dropped(converted_small_model, tmp_
             stats = run_generation(store, engine, "distillation", problems, SAMPLING, "{problem}", "s0", "run1")
     finally:
         server.stop()
-    assert stats.generated == 6 and stats.errors == 0
+    errors = store.query("SELECT error FROM generations WHERE error IS NOT NULL")["error"].to_list()
+    assert stats.generated == 6 and stats.errors == 0, (errors[:2], (tmp_path / "serve.log").read_text()[-3000:])
     samples = load_generations(store, "distillation", "small_model", stats.params_hash, problems["problem_id"])
     rows = distillation_rows(samples, "s0", "run1")
     assert rows.height == 6
