@@ -176,6 +176,16 @@ class DecontaminationConfig(_Section):
         return self
 
 
+class PricingConfig(_Section):
+    """USD per million tokens, as the provider bills them (``generations.cost_usd``)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)  # completion tokens, reasoning tokens included
+    # Prompt tokens served from the provider's prompt cache (usage.prompt_tokens_details.cached_tokens);
+    # None = billed as input.
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+
+
 class ModelConfig(_Section):
     """A model the pipeline samples from.
 
@@ -184,8 +194,13 @@ class ModelConfig(_Section):
     """
 
     name: str
-    engine: Literal["vllm", "openai"] = "vllm"
-    # engine=openai: base URL of an OpenAI-compatible server; the API key comes from api_key_env.
+    # vllm: in-process; openai: an OpenAI-compatible server, one request per sample;
+    # openai_batch: the same server's Batch API (/files + /batches; about half the price at
+    # providers), resumed from the batch ids recorded under $R1_HOME/batches after a crash.
+    engine: Literal["vllm", "openai", "openai_batch"] = "vllm"
+    # Prices of this model (both engines); None = cost_usd stays NULL.
+    pricing: PricingConfig | None = None
+    # engine=openai/openai_batch: base URL of an OpenAI-compatible server; the API key comes from api_key_env.
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     served_model_name: str | None = None
@@ -193,10 +208,19 @@ class ModelConfig(_Section):
     max_concurrency: int = Field(default=32, gt=0)
     # Per request: a 16k-token R1 trace at ~30 tok/s per sequence takes ~9 minutes.
     request_timeout_s: float = Field(default=600.0, gt=0)
-    # Retries of 429/5xx/timeouts/dropped connections, with exponential backoff from
-    # retry_backoff_s (x2 per attempt, jittered, capped at 60 s).
+    # Retries of 429/5xx/timeouts/dropped connections/malformed bodies. A 429 or 503 with
+    # Retry-After (seconds or an HTTP date) waits exactly that long; otherwise exponential
+    # backoff from retry_backoff_s (x2 per attempt, jittered, capped at 60 s).
     max_retries: int = Field(default=4, ge=0)
     retry_backoff_s: float = Field(default=1.0, ge=0)
+    # Client-side limits (engine=openai), on top of max_concurrency: requests started per minute
+    # (retries count) and tokens per minute (estimated as prompt + max_tokens when a request
+    # starts, corrected from usage when it ends). Token buckets holding one second's worth, so
+    # bursts stay small; limits hold per engine (one model role in one process). None = no limit.
+    max_requests_per_minute: float | None = Field(default=None, gt=0)
+    max_tokens_per_minute: float | None = Field(default=None, gt=0)
+    # engine=openai_batch: seconds between two status polls of a submitted batch.
+    batch_poll_s: float = Field(default=30.0, gt=0)
     # Give up (keeping what finished) when this many requests in a row failed after their
     # retries: the server is down, not one prompt bad.
     failure_budget: int = Field(default=16, gt=0)

@@ -104,7 +104,12 @@ def score_pass_rates(
     ok = samples.filter(pl.col("error").is_null() & (pl.col("sample_idx") < k))
     answers = dict(problems.select("problem_id", "answer").iter_rows())
     scored = ok.filter(pl.col("problem_id").map_elements(lambda p: answers.get(p) is not None, return_dtype=pl.Boolean))
-    pairs = [(text or "", answers[pid]) for pid, text in scored.select("problem_id", "text").iter_rows()]
+    # The answer part after a closed think block, as verified_distillations reads it: a
+    # reasoning model (served or in-process) boxes intermediate results while it thinks.
+    from r1_assets.distillation import answer_text, split_reasoning
+
+    pairs = [(answer_text(text, *split_reasoning(text)), answers[pid])
+             for pid, text in scored.select("problem_id", "text").iter_rows()]
     results = verify_batch(pairs, timeout_s=timeout_s, workers=workers, lenient=lenient, progress=progress) if pairs else []
     verdicts = pl.DataFrame(
         {
@@ -219,7 +224,8 @@ def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=No
             run_id=run_id,
             params={"role": dcfg.model, "model": model_cfg.name, "params_hash": stats.params_hash,
                     "sampling": dcfg.sampling.model_dump(), "prompt_template": dcfg.prompt_template,
-                    "lenient_extraction": dcfg.lenient_extraction, "engine": model_cfg.engine},
+                    "lenient_extraction": dcfg.lenient_extraction, "engine": model_cfg.engine,
+                    "pricing": model_cfg.pricing.model_dump() if model_cfg.pricing else None},
             inputs=[{"table": "clean_problems", "partition": shard, "row_count": problems.height},
                     {"table": "generations", "partition": f"{PURPOSE}/{stats.params_hash}", "row_count": samples.height}],
         ),

@@ -161,6 +161,7 @@ def materialize_distillations(store: Store, cfg: PipelineConfig, shard: str, eng
         lineage=Lineage(
             run_id=run_id,
             params={"role": dcfg.model, "model": teacher.name, "engine": teacher.engine,
+                    "pricing": teacher.pricing.model_dump() if teacher.pricing else None,
                     "params_hash": stats.params_hash, "sampling": dcfg.sampling.model_dump(),
                     "prompt_template": dcfg.prompt_template, "selection": dcfg.selection,
                     "band": list(dcfg.band), "difficulty_model": cfg.model(cfg.difficulty.model).name},

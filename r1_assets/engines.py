@@ -10,12 +10,27 @@
   that an in-process Dagster run hangs at exit). Requests are streamed through vLLM's
   continuous batching: ``batch_size`` samples are in flight, each finished one is replaced
   at once, so the batch never drains between checkpoints.
-- ``OpenAIEngine`` talks to ``vllm serve`` / SGLang over ``/v1/chat/completions`` with
-  async httpx: at most ``max_concurrency`` requests in flight, a timeout per request,
-  retries with exponential backoff on 429/5xx/timeouts/dropped connections. A request that
-  still fails is a result with ``error`` set, not an exception; only when
+- ``OpenAIEngine`` talks to ``vllm serve`` / SGLang / DeepSeek's API over
+  ``/v1/chat/completions`` with async httpx on a background event loop (requests keep
+  flowing while the caller writes checkpoints): at most ``max_concurrency`` requests in
+  flight, optional client-side ``max_requests_per_minute`` / ``max_tokens_per_minute``
+  token buckets, a timeout per request, retries on 429/5xx/timeouts/dropped
+  connections/malformed bodies. A 429 or 503 with ``Retry-After`` pauses every request of
+  the engine for exactly that long; without it the engine backs off exponentially. A
+  request that still fails is a result with ``error`` set, not an exception; only when
   ``failure_budget`` requests fail in a row (the server is down) does ``generate`` raise
-  ``EngineUnavailable``, after yielding everything that finished.
+  ``EngineUnavailable``, after yielding everything that finished. A served reasoning model
+  returns its chain of thought in ``message.reasoning_content`` (or ``reasoning``) and the
+  answer in ``content``: the text stored is ``<think>\\n{reasoning}\\n</think>\\n\\n{content}``,
+  the same shape an in-process R1 writes, so both are split and exported by the same code.
+- ``OpenAIBatchEngine`` (``engine: openai_batch``) sends the same chat requests through the
+  server's Batch API (JSONL, ``custom_id`` = generation_id), records each batch id under
+  ``$R1_HOME/batches`` as soon as it is accepted, polls, ingests, and after a crash resumes
+  the recorded batch instead of paying for it again.
+
+Every result carries its token usage (reasoning tokens included: from
+``usage.completion_tokens_details`` over HTTP, counted inside the think block in-process)
+and, when ``models.<role>.pricing`` is set, its ``cost_usd``.
 
 Every sample is its own request with its own seed (``sample_seed``), so a sample's text does
 not depend on batching or on which samples a resumed run still had to generate.
@@ -29,10 +44,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import json
 import logging
+import math
 import os
+import queue
 import random
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -41,7 +60,8 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import polars as pl
 
-from r1_assets.config import ModelConfig, SamplingConfig
+from r1_assets.config import ModelConfig, PricingConfig, SamplingConfig
+from r1_assets.distillation import THINK_CLOSE, THINK_OPEN
 from r1_assets.small_model import resolve_model_path
 from r1_assets.storage import Store, scrub
 from r1_assets.text import stable_hash
@@ -65,6 +85,7 @@ class SampleRequest:
     sample_idx: int
     prompt: str
     seed: int | None = None
+    generation_id: str | None = None  # set by run_generation; the batch engine's custom_id
 
 
 @dataclass
@@ -80,6 +101,117 @@ class SampleResult:
     error: str | None
     model: str
     params: dict[str, Any] = field(default_factory=dict)
+    n_reasoning_tokens: int | None = None  # None = unknown
+    cost_usd: float | None = None  # None = no pricing configured, or no usage reported
+
+
+def cost_usd(pricing: PricingConfig | None, n_prompt_tokens: int | None, n_tokens: int | None,
+             n_cached_prompt_tokens: int | None = None) -> float | None:
+    """What one sample cost under ``pricing`` (USD per million tokens); None without pricing or usage.
+
+    Cached prompt tokens are billed at ``cached_input_per_mtok`` when it is set, else as input.
+    """
+    if pricing is None or n_prompt_tokens is None or n_tokens is None:
+        return None
+    cached = 0
+    if pricing.cached_input_per_mtok is not None:
+        cached = min(max(n_cached_prompt_tokens or 0, 0), n_prompt_tokens)
+    cached_price = pricing.cached_input_per_mtok or 0.0
+    return ((n_prompt_tokens - cached) * pricing.input_per_mtok + cached * cached_price
+            + n_tokens * pricing.output_per_mtok) / 1e6
+
+
+def think_block(text: str | None) -> str | None:
+    """The text inside the think block (a lone ``</think>`` closes one that began the text; an
+    unclosed ``<think>`` runs to the end); None when the text has no think tags."""
+    if not text:
+        return None
+    open_at = text.find(THINK_OPEN)
+    start = open_at + len(THINK_OPEN) if open_at >= 0 else 0
+    close_at = text.find(THINK_CLOSE, start)
+    if open_at < 0 and close_at < 0:
+        return None
+    return text[start:close_at] if close_at >= 0 else text[start:]
+
+
+def served_text(message: dict) -> str:
+    """``generations.text`` of one chat completion message, keeping everything the server returned.
+
+    Reasoning servers (DeepSeek API, vLLM/SGLang with ``--reasoning-parser``) return the chain
+    of thought in ``reasoning_content`` (newer vLLM: ``reasoning``, often both with the same
+    text) and only the answer in ``content``, which is null when the reply never left the
+    reasoning (cut by max_tokens). They are joined back into R1's own format.
+    """
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"message.content is {type(content).__name__}, not a string")
+    reasoning: list[str] = []
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"message.{key} is {type(value).__name__}, not a string")
+        if value not in reasoning:
+            reasoning.append(value)
+    if not reasoning:
+        return content or ""
+    joined = "\n\n".join(reasoning)
+    return f"{THINK_OPEN}\n{joined}\n{THINK_CLOSE}\n\n{content or ''}"
+
+
+def retry_after_s(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date), or None."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+class TokenBucket:
+    """``per_minute`` units per minute, holding at most one second's worth (at least 1 unit).
+
+    A request larger than the bucket waits for a full bucket and leaves it in debt, so the
+    long-run rate still holds. ``settle`` corrects an estimate once the real amount is known.
+    """
+
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.capacity = max(self.rate, 1.0)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_s(self, amount: float) -> float:
+        self._refill()
+        need = min(amount, self.capacity)
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+
+    def settle(self, estimated: float, actual: float) -> None:
+        self._refill()
+        self.level = min(self.capacity, self.level + estimated - actual)
+
+
+def estimate_tokens(prompt: str, max_tokens: int) -> int:
+    """Tokens a request may use before its usage is known: ~4 characters per prompt token."""
+    return math.ceil(len(prompt) / 4) + max_tokens
 
 
 def sampling_params(sampling: SamplingConfig) -> dict[str, Any]:
@@ -239,11 +371,14 @@ class VllmEngine:
                         continue
                     r, started, _ = in_flight.pop(_request_counter(out.request_id))
                     completion = out.outputs[0]
+                    n_prompt, n_tokens = len(out.prompt_token_ids or []), len(completion.token_ids)
                     yield SampleResult(
                         key=r.key, sample_idx=r.sample_idx, prompt=r.prompt, text=completion.text,
-                        n_prompt_tokens=len(out.prompt_token_ids or []), n_tokens=len(completion.token_ids),
+                        n_prompt_tokens=n_prompt, n_tokens=n_tokens,
                         finish_reason=completion.finish_reason, latency_s=time.monotonic() - started,
                         error=None, model=self.model, params={**params, "sample_seed": r.seed},
+                        n_reasoning_tokens=self.reasoning_tokens(completion.text),
+                        cost_usd=cost_usd(self.cfg.pricing, n_prompt, n_tokens, getattr(out, "num_cached_tokens", None)),
                     )
         finally:
             if in_flight and self._llm is not None:
@@ -254,6 +389,15 @@ class VllmEngine:
                 except Exception:  # noqa: BLE001 - best effort; stray outputs are ignored anyway
                     pass
 
+    def reasoning_tokens(self, text: str | None) -> int | None:
+        """Tokens inside the think block (0 without one), by the model's own tokenizer."""
+        block = think_block(text)
+        if block is None:
+            return 0 if text is not None else None
+        if self._tokenizer is None:
+            return None
+        return len(self._tokenizer.encode(block.strip(), add_special_tokens=False)) if block.strip() else 0
+
     def close(self) -> None:
         if self._llm is not None:
             llm, self._llm = self._llm, None
@@ -263,8 +407,41 @@ class VllmEngine:
 # -- OpenAI-compatible HTTP ---------------------------------------------------------------------
 
 
+def chat_body(served_model: str, r: SampleRequest, sampling: SamplingConfig) -> dict[str, Any]:
+    """The /v1/chat/completions request of one sample (online and batch)."""
+    # No system message: R1's usage recommendations put every instruction in the user turn.
+    return {
+        "model": served_model,
+        "messages": [{"role": "user", "content": r.prompt}],
+        "n": 1,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "seed": r.seed,
+    }
+
+
+def completion_result(cfg: ModelConfig, r: SampleRequest, data: dict, latency_s: float, params: dict) -> SampleResult:
+    """A SampleResult from a chat completion body; KeyError/TypeError/... when it is malformed."""
+    choice = data["choices"][0]
+    usage = data.get("usage") or {}
+    n_prompt, n_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return SampleResult(
+        key=r.key, sample_idx=r.sample_idx, prompt=r.prompt, text=served_text(choice["message"]),
+        n_prompt_tokens=n_prompt, n_tokens=n_tokens, finish_reason=choice.get("finish_reason"),
+        latency_s=latency_s, error=None, model=cfg.name, params=params,
+        n_reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
+        cost_usd=cost_usd(cfg.pricing, n_prompt, n_tokens, cached),
+    )
+
+
+_MALFORMED = (ValueError, KeyError, IndexError, TypeError, AttributeError)
+
+
 class OpenAIEngine:
     RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+    RETRY_AFTER_STATUS = frozenset({429, 503})
 
     def __init__(self, cfg: ModelConfig, batch_size: int | None = None):
         if not cfg.base_url:
@@ -275,6 +452,12 @@ class OpenAIEngine:
         self.batch_size = batch_size or cfg.batch_size
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self.backoff_s = cfg.retry_backoff_s
+        # Client-side limits and the server's Retry-After pause, shared by every request of
+        # this engine across generate calls (plain numbers: each call runs its own event loop).
+        self.request_bucket = TokenBucket(cfg.max_requests_per_minute) if cfg.max_requests_per_minute else None
+        self.token_bucket = TokenBucket(cfg.max_tokens_per_minute) if cfg.max_tokens_per_minute else None
+        self.paused_until = 0.0
+        self.retry_after_waits: list[float] = []  # seconds waited on each Retry-After (for run stats)
 
     def _api_key(self) -> str | None:
         return os.environ.get(self.cfg.api_key_env)
@@ -283,25 +466,42 @@ class OpenAIEngine:
         key = self._api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    async def _admit(self, tokens: int) -> None:
+        """Wait for the Retry-After pause and both buckets, then take one request and ``tokens``."""
+        while True:
+            wait = self.paused_until - time.monotonic()
+            if self.request_bucket is not None:
+                wait = max(wait, self.request_bucket.wait_s(1))
+            if self.token_bucket is not None:
+                wait = max(wait, self.token_bucket.wait_s(tokens))
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        # No await between the checks and the takes: the event loop is single-threaded.
+        if self.request_bucket is not None:
+            self.request_bucket.take(1)
+        if self.token_bucket is not None:
+            self.token_bucket.take(tokens)
+
+    def _settle_tokens(self, estimated: int, actual: int | None) -> None:
+        if self.token_bucket is not None and actual is not None:
+            self.token_bucket.settle(estimated, actual)
+
     async def _one(self, client, sem: asyncio.Semaphore, r: SampleRequest, sampling: SamplingConfig, params: dict) -> SampleResult:
         import httpx
 
-        body = {
-            "model": self.served_model,
-            "messages": [{"role": "user", "content": r.prompt}],
-            "n": 1,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-            "seed": r.seed,
-        }
+        body = chat_body(self.served_model, r, sampling)
+        estimated = estimate_tokens(r.prompt, sampling.max_tokens)
         started = time.monotonic()
         error = "not attempted"
+        retry_after: float | None = None
         async with sem:
             for attempt in range(self.cfg.max_retries + 1):
-                if attempt:
+                if attempt and retry_after is None:
                     delay = min(self.backoff_s * 2 ** (attempt - 1), 60.0)
                     await asyncio.sleep(delay * (0.5 + random.random()))
+                retry_after = None
+                await self._admit(estimated)
                 try:
                     resp = await client.post(self.url, json=body)
                 except httpx.TimeoutException as err:
@@ -311,25 +511,27 @@ class OpenAIEngine:
                     error = scrub(f"connection error: {type(err).__name__}: {err}", self._api_key())
                     continue
                 if resp.status_code != 200:
+                    self._settle_tokens(estimated, 0)  # a refused request uses no tokens
                     # Scrub before truncating: a server may echo the Authorization header in its body.
                     error = f"HTTP {resp.status_code}: {scrub(resp.text, self._api_key())[:300]}"
+                    if resp.status_code in self.RETRY_AFTER_STATUS:
+                        retry_after = retry_after_s(resp.headers.get("retry-after"))
+                        if retry_after is not None:
+                            # The limit is the account's, not this request's: pause them all.
+                            self.paused_until = max(self.paused_until, time.monotonic() + retry_after)
+                            self.retry_after_waits.append(retry_after)
                     if resp.status_code in self.RETRY_STATUS:
                         continue
                     break
                 try:
-                    data = resp.json()
-                    choice = data["choices"][0]
-                    usage = data.get("usage") or {}
-                    return SampleResult(
-                        key=r.key, sample_idx=r.sample_idx, prompt=r.prompt,
-                        text=choice["message"].get("content") or "",
-                        n_prompt_tokens=usage.get("prompt_tokens"), n_tokens=usage.get("completion_tokens"),
-                        finish_reason=choice.get("finish_reason"), latency_s=time.monotonic() - started,
-                        error=None, model=self.model, params=params,
-                    )
-                except (ValueError, KeyError, IndexError, TypeError) as err:
+                    result = completion_result(self.cfg, r, resp.json(), time.monotonic() - started, params)
+                except _MALFORMED as err:
                     error = f"malformed response: {type(err).__name__}: {err}"
                     continue
+                actual = None if result.n_prompt_tokens is None or result.n_tokens is None else (
+                    result.n_prompt_tokens + result.n_tokens)
+                self._settle_tokens(estimated, actual)
+                return result
         attempts = self.cfg.max_retries + 1
         return SampleResult(
             key=r.key, sample_idx=r.sample_idx, prompt=r.prompt, text=None, n_prompt_tokens=None,
@@ -337,47 +539,234 @@ class OpenAIEngine:
             error=f"{error} (after {attempts} attempt{'s' * (attempts > 1)})", model=self.model, params=params,
         )
 
-    def generate(self, requests: Sequence[SampleRequest], sampling: SamplingConfig) -> Iterator[SampleResult]:
-        """Stream results as requests finish, ``max_concurrency`` in flight."""
+    async def _drive(self, requests: Sequence[SampleRequest], sampling: SamplingConfig, out: queue.Queue) -> None:
+        """Run every request, ``max_concurrency`` in flight, putting results on ``out``."""
         import httpx
 
         base = sampling_params(sampling)
-        loop = asyncio.new_event_loop()
         timeout = httpx.Timeout(self.cfg.request_timeout_s, connect=min(10.0, self.cfg.request_timeout_s))
         limits = httpx.Limits(max_connections=self.cfg.max_concurrency, max_keepalive_connections=self.cfg.max_concurrency)
         client = httpx.AsyncClient(timeout=timeout, limits=limits, headers=self._headers())
         sem = asyncio.Semaphore(self.cfg.max_concurrency)
         # Tasks are created in windows a little wider than the concurrency, so the memory
-        # stays bounded for millions of requests and the semaphore always has work queued.
+        # stays bounded for millions of requests and the semaphore always has work queued;
+        # a consumer that falls behind (results waiting in `out`) holds new tasks back.
         window = self.cfg.max_concurrency * 2
         todo = iter(requests)
         pending: set[asyncio.Task] = set()
-        consecutive_failures = 0
         try:
             while True:
-                while len(pending) < window and (r := next(todo, None)) is not None:
-                    pending.add(loop.create_task(self._one(client, sem, r, sampling, {**base, "sample_seed": r.seed})))
+                while len(pending) < window and out.qsize() < window and (r := next(todo, None)) is not None:
+                    pending.add(asyncio.create_task(self._one(client, sem, r, sampling, {**base, "sample_seed": r.seed})))
                 if not pending:
+                    if out.qsize() >= window:
+                        await asyncio.sleep(0.005)
+                        continue
                     break
-                done, pending = loop.run_until_complete(asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED))
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=0.05)
                 for task in done:
-                    result = task.result()
-                    consecutive_failures = consecutive_failures + 1 if result.error else 0
-                    yield result
+                    out.put(task.result())
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await client.aclose()
+
+    def generate(self, requests: Sequence[SampleRequest], sampling: SamplingConfig) -> Iterator[SampleResult]:
+        """Stream results as requests finish. The requests run on an event loop in a background
+        thread, so they keep going while the caller writes a checkpoint between two results."""
+        out: queue.Queue = queue.Queue()
+        done = object()
+        loop = asyncio.new_event_loop()
+        crashed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                loop.run_until_complete(main)
+            except asyncio.CancelledError:
+                pass
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                crashed.append(err)
+            finally:
+                out.put(done)
+
+        main = loop.create_task(self._drive(requests, sampling, out))
+        thread = threading.Thread(target=run, name=f"openai-engine-{self.model}", daemon=True)
+        thread.start()
+        consecutive_failures = 0
+        try:
+            while (result := out.get()) is not done:
+                consecutive_failures = consecutive_failures + 1 if result.error else 0
+                yield result
                 if consecutive_failures >= self.cfg.failure_budget:
+                    loop.call_soon_threadsafe(main.cancel)
+                    thread.join()
+                    # Requests that finished before the stop are kept, not lost.
+                    while (late := out.get()) is not done:
+                        yield late
                     raise EngineUnavailable(
                         f"{self.url} ({self.served_model}): {consecutive_failures} requests in a row failed "
                         f"after {self.cfg.max_retries} retries each; giving up (models.failure_budget="
                         f"{self.cfg.failure_budget}). Last error: {result.error}. Finished samples were kept; "
                         "re-run to generate the rest."
                     )
+            if crashed:
+                raise crashed[0]
         finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(client.aclose())
+            if thread.is_alive():
+                loop.call_soon_threadsafe(main.cancel)
+                thread.join()
             loop.close()
+
+    def close(self) -> None:
+        pass
+
+
+class OpenAIBatchEngine:
+    """``engine: openai_batch``: the OpenAI Batch API of ``base_url``.
+
+    One JSONL line per sample (``custom_id`` = generation_id, the same chat request the online
+    engine sends) is uploaded to ``/files`` and submitted to ``/batches``; the batch is polled
+    every ``batch_poll_s`` until it ends, then its output and error files are read. The batch
+    id is recorded in ``$R1_HOME/batches/<server+model>/<batch_id>.json`` as soon as the
+    provider accepted it, so a run that crashes while waiting picks the same batch up again
+    (nothing is paid twice); a request the batch failed or never ran is a result with
+    ``error`` set, retried by the next run as a new batch.
+    """
+
+    COMPLETION_WINDOW = "24h"
+    MAX_REQUESTS = 50_000  # per batch (OpenAI's limit)
+    TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+    def __init__(self, cfg: ModelConfig, home: Path | str, batch_size: int | None = None):
+        if not cfg.base_url:
+            raise EngineError(f"models '{cfg.name}': engine 'openai_batch' needs key 'base_url'")
+        self.cfg = cfg
+        self.model = cfg.name
+        self.served_model = cfg.served_model_name or cfg.name
+        self.batch_size = batch_size or cfg.batch_size
+        self.base = cfg.base_url.rstrip("/")
+        self.state_dir = Path(home) / "batches" / stable_hash(self.base, cfg.name)[:16]
+
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.cfg.api_key_env)
+
+    def _call(self, client, method: str, path: str, **kw):
+        """One Batch API call, retried like the online engine (Retry-After first, then backoff)."""
+        import httpx
+
+        error = "not attempted"
+        for attempt in range(self.cfg.max_retries + 1):
+            try:
+                resp = client.request(method, f"{self.base}{path}", **kw)
+            except httpx.TransportError as err:
+                error = scrub(f"{type(err).__name__}: {err}", self._api_key())
+                wait = None
+            else:
+                if resp.status_code < 300:
+                    return resp
+                error = f"HTTP {resp.status_code}: {scrub(resp.text, self._api_key())[:300]}"
+                if resp.status_code not in OpenAIEngine.RETRY_STATUS:
+                    break
+                wait = retry_after_s(resp.headers.get("retry-after"))
+            if attempt < self.cfg.max_retries:
+                time.sleep(wait if wait is not None else min(self.cfg.retry_backoff_s * 2 ** attempt, 60.0))
+        raise EngineUnavailable(f"{method} {self.base}{path}: {error}. Nothing was lost; re-run to continue.")
+
+    def _write_state(self, state: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / f"{state['batch_id']}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
+
+    def recorded_batches(self) -> list[dict]:
+        """Batches submitted by earlier runs whose results were not ingested yet."""
+        if not self.state_dir.is_dir():
+            return []
+        states = [json.loads(p.read_text()) for p in sorted(self.state_dir.glob("*.json"))]
+        return [s for s in states if not s.get("ingested")]
+
+    def _submit(self, client, chunk: list[SampleRequest], sampling: SamplingConfig) -> dict:
+        lines = "".join(
+            json.dumps({"custom_id": r.generation_id, "method": "POST", "url": "/v1/chat/completions",
+                        "body": chat_body(self.served_model, r, sampling)}) + "\n"
+            for r in chunk
+        )
+        upload = self._call(client, "POST", "/files", data={"purpose": "batch"},
+                            files={"file": ("r1-batch.jsonl", lines.encode(), "application/jsonl")}).json()
+        batch = self._call(client, "POST", "/batches", json={
+            "input_file_id": upload["id"], "endpoint": "/v1/chat/completions",
+            "completion_window": self.COMPLETION_WINDOW,
+        }).json()
+        state = {"batch_id": batch["id"], "input_file_id": upload["id"], "base_url": self.base, "model": self.model,
+                 "submitted_at": time.time(), "custom_ids": [r.generation_id for r in chunk], "ingested": False}
+        self._write_state(state)
+        log_.info("submitted batch %s: %d requests to %s", batch["id"], len(chunk), self.base)
+        return state
+
+    def wait(self, client, state: dict) -> dict:
+        """Poll the batch until it is completed, failed, expired or cancelled."""
+        while True:
+            batch = self._call(client, "GET", f"/batches/{state['batch_id']}").json()
+            if batch.get("status") in self.TERMINAL:
+                return batch
+            time.sleep(self.cfg.batch_poll_s)
+
+    def _collect(self, client, state: dict, wanted: dict[str, SampleRequest], base: dict) -> Iterator[SampleResult]:
+        batch = self.wait(client, state)
+        records: dict[str, dict] = {}
+        for key in ("output_file_id", "error_file_id"):
+            if batch.get(key):
+                for line in self._call(client, "GET", f"/files/{batch[key]}/content").text.splitlines():
+                    if line.strip():
+                        record = json.loads(line)
+                        records[record.get("custom_id")] = record
+        latency = time.time() - state["submitted_at"]
+        for gid, r in wanted.items():
+            params = {**base, "sample_seed": r.seed}
+            record = records.get(gid)
+            response = (record or {}).get("response") or {}
+            status = response.get("status_code")
+            error = None
+            if record is None:
+                detail = json.dumps(batch.get("errors"))[:300] if batch.get("errors") else "no result for this request"
+                error = f"batch {state['batch_id']} {batch.get('status')}: {detail}"
+            elif record.get("error") is not None or status != 200:
+                error = f"batch request failed: HTTP {status}: {scrub(json.dumps(record.get('error')), self._api_key())[:300]}"
+            else:
+                try:
+                    yield completion_result(self.cfg, r, response["body"], latency, params)
+                    continue
+                except _MALFORMED as err:
+                    error = f"malformed response: {type(err).__name__}: {err}"
+            yield SampleResult(key=r.key, sample_idx=r.sample_idx, prompt=r.prompt, text=None, n_prompt_tokens=None,
+                               n_tokens=None, finish_reason=None, latency_s=latency, error=error, model=self.model,
+                               params=params)
+
+    def generate(self, requests: Sequence[SampleRequest], sampling: SamplingConfig) -> Iterator[SampleResult]:
+        import httpx
+
+        todo = {r.generation_id: r for r in requests}
+        if None in todo:
+            raise EngineError("engine 'openai_batch' needs each request's generation_id (use run_generation)")
+        base = sampling_params(sampling)
+        headers = {"Authorization": f"Bearer {key}"} if (key := self._api_key()) else {}
+        with httpx.Client(timeout=self.cfg.request_timeout_s, headers=headers) as client:
+            # Batches an earlier run submitted (and maybe paid for) come first.
+            mine = []
+            for state in self.recorded_batches():
+                ids = [gid for gid in state["custom_ids"] if gid in todo]
+                if ids:
+                    log_.info("resuming batch %s (%d of its requests still wanted)", state["batch_id"], len(ids))
+                    mine.append((state, {gid: todo.pop(gid) for gid in ids}))
+            rest = list(todo.values())
+            for start in range(0, len(rest), self.MAX_REQUESTS):
+                chunk = rest[start:start + self.MAX_REQUESTS]
+                mine.append((self._submit(client, chunk, sampling), {r.generation_id: r for r in chunk}))
+            for state, wanted in mine:
+                yield from self._collect(client, state, wanted, base)
+                self._write_state({**state, "ingested": True})
 
     def close(self) -> None:
         pass
@@ -390,6 +779,8 @@ def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | N
         engine: Engine = VllmEngine(model_cfg, home, batch_size=batch_size)
     elif model_cfg.engine == "openai":
         engine = OpenAIEngine(model_cfg, batch_size=batch_size)
+    elif model_cfg.engine == "openai_batch":
+        engine = OpenAIBatchEngine(model_cfg, home, batch_size=batch_size)
     else:  # pragma: no cover - config validation restricts the values
         raise EngineError(f"unknown engine {model_cfg.engine!r}")
     try:
@@ -425,6 +816,8 @@ class GenerationStats:
     generated: int = 0  # new rows written this run (errors included)
     errors: int = 0
     generated_tokens: int = 0
+    reasoning_tokens: int = 0  # of the generated samples whose count is known
+    cost_usd: float | None = None  # of the generated samples; None when none was priced
     seconds: float = 0.0
     params_hash: str = ""
 
@@ -452,6 +845,8 @@ def _result_rows(results: list[SampleResult], purpose: str, ph: str, shard: str 
             "n_prompt_tokens": [r.n_prompt_tokens for r in results],
             "n_tokens": [r.n_tokens for r in results],
             "finish_reason": [r.finish_reason for r in results],
+            "n_reasoning_tokens": [r.n_reasoning_tokens for r in results],
+            "cost_usd": [r.cost_usd for r in results],
             "latency_s": [r.latency_s for r in results],
             "error": [r.error for r in results],
             "shard": [shard] * len(results),
@@ -459,6 +854,7 @@ def _result_rows(results: list[SampleResult], purpose: str, ph: str, shard: str 
             "created_at": [now] * len(results),
         },
         schema_overrides={"n_prompt_tokens": pl.Int32, "n_tokens": pl.Int32, "sample_idx": pl.Int32,
+                          "n_reasoning_tokens": pl.Int32, "cost_usd": pl.Float64,
                           "text": pl.String, "finish_reason": pl.String, "error": pl.String, "shard": pl.String},
     )
 
@@ -490,7 +886,8 @@ def run_generation(
         prompt = render_prompt(prompt_template, text)
         for idx in range(sampling.n):
             gid = generation_id(purpose, pid, engine.model, ph, idx)
-            wanted[gid] = SampleRequest(key=pid, sample_idx=idx, prompt=prompt, seed=sample_seed(sampling.seed, pid, idx))
+            wanted[gid] = SampleRequest(key=pid, sample_idx=idx, prompt=prompt, seed=sample_seed(sampling.seed, pid, idx),
+                                        generation_id=gid)
     stats.requested = len(wanted)
     if not wanted:
         return stats
@@ -527,6 +924,9 @@ def run_generation(
             buffer.append(result)
             stats.errors += result.error is not None
             stats.generated_tokens += result.n_tokens or 0
+            stats.reasoning_tokens += result.n_reasoning_tokens or 0
+            if result.cost_usd is not None:
+                stats.cost_usd = (stats.cost_usd or 0.0) + result.cost_usd
             if len(buffer) >= engine.batch_size:
                 flush()
                 elapsed = time.monotonic() - gen_started
@@ -547,3 +947,19 @@ def load_generations(store: Store, purpose: str, model: str, params_hash_: str, 
         "AND problem_id IN (SELECT unnest($ids)) ORDER BY problem_id, sample_idx",
         {"purpose": purpose, "model": model, "ph": params_hash_, "ids": list(problem_ids)},
     )
+
+
+def generation_spend(store: Store, purpose: str, model: str | None = None) -> dict[str, Any]:
+    """Tokens and dollars of every stored generation of ``purpose`` (and ``model``) so far.
+
+    ``priced_samples`` < ``samples`` means part of the spend is unknown (no pricing or usage).
+    """
+    row = store.query(
+        "SELECT count(*) AS samples, count(*) FILTER (WHERE error IS NOT NULL) AS failed_samples, "
+        "coalesce(sum(n_prompt_tokens), 0)::BIGINT AS prompt_tokens, coalesce(sum(n_tokens), 0)::BIGINT AS completion_tokens, "
+        "coalesce(sum(n_reasoning_tokens), 0)::BIGINT AS reasoning_tokens, count(cost_usd) AS priced_samples, "
+        "sum(cost_usd) AS cost_usd FROM generations WHERE purpose = $purpose AND ($model IS NULL OR model = $model)",
+        {"purpose": purpose, "model": model},
+    ).row(0, named=True)
+    return {**row, "cost_usd": round(row["cost_usd"], 6) if row["cost_usd"] is not None else None}
+

@@ -102,7 +102,10 @@ CREATE TABLE IF NOT EXISTS generations (
     prompt        VARCHAR NOT NULL,
     text          VARCHAR,
     n_prompt_tokens INTEGER,
-    n_tokens      INTEGER,
+    n_tokens      INTEGER,             -- completion tokens, reasoning included
+    n_reasoning_tokens INTEGER,        -- usage.completion_tokens_details.reasoning_tokens, or counted
+                                       -- inside the think block (in-process vLLM); NULL when unknown
+    cost_usd      DOUBLE,              -- from models.<role>.pricing and the usage; NULL without pricing
     finish_reason VARCHAR,
     latency_s     DOUBLE,
     error         VARCHAR,
@@ -110,6 +113,10 @@ CREATE TABLE IF NOT EXISTS generations (
     run_id        VARCHAR NOT NULL,
     created_at    TIMESTAMP NOT NULL
 );
+
+-- Stores created before reasoning tokens and cost were recorded.
+ALTER TABLE generations ADD COLUMN IF NOT EXISTS n_reasoning_tokens INTEGER;
+ALTER TABLE generations ADD COLUMN IF NOT EXISTS cost_usd DOUBLE;
 
 -- Stable shard of each clean problem (pass_rates partitions); never reassigned once made.
 CREATE TABLE IF NOT EXISTS problem_shards (

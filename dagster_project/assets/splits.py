@@ -11,6 +11,8 @@ from dagster_project.metadata import counts_markdown, markdown_table, table_meta
 from dagster_project.resources import DUCKDB_POOL, R1Resource
 from r1_assets.analysis import execute_named_query
 from r1_assets.charts import binned_bar_chart, funnel_chart, histogram_chart, png_markdown
+from r1_assets.distillation import PURPOSE as DISTILLATION_PURPOSE
+from r1_assets.engines import generation_spend
 from r1_assets.export import export_split
 from r1_assets.splits import STAGE1_OUTCOMES, STAGE2_OUTCOMES, SplitSelection, build_split, model_ids
 from r1_assets.storage import Store, quote_ident
@@ -59,6 +61,7 @@ def _split_result(store: Store, selection: SplitSelection, order: tuple[str, ...
     rows = selection.rows
     by_band = dict(rows.group_by("difficulty_band").len().iter_rows()) if rows.height else {}
     by_source = dict(rows.group_by("source").len().iter_rows()) if rows.height else {}
+    spend = generation_spend(store, DISTILLATION_PURPOSE)
     return dg.MaterializeResult(
         metadata={
             **table_metadata(store, selection.split, preview_columns=_PREVIEW),
@@ -68,6 +71,10 @@ def _split_result(store: Store, selection: SplitSelection, order: tuple[str, ...
             "mean_tokens": dg.MetadataValue.float(float(rows["n_tokens"].mean() or 0.0)),
             "selection_params": dg.MetadataValue.json(selection.params),
             "params_hash": dg.MetadataValue.text(selection.params_hash),
+            # Every teacher sample paid for so far, against the rows this split kept.
+            "teacher_spend_so_far": dg.MetadataValue.json(spend),
+            "usd_per_kept_row": dg.MetadataValue.float(
+                round(spend["cost_usd"] / rows.height, 6) if spend["cost_usd"] is not None and rows.height else 0.0),
             **_split_charts(selection, band_edges, order),
         }
     )

@@ -10,9 +10,16 @@ Same engine, same prompts, same per-sample seeds, same process:
    generated tokens per second of wall time, target >= 0.9. Model load is reported apart
    (a fixed cost per shard run).
 2. HTTP: ``vllm serve`` of the same model; raw async httpx posting every request (same
-   concurrency, no retries, no storage) vs ``materialize_shard`` with the OpenAI engine.
+   concurrency, no retries, no storage) vs the OpenAI engine under ``run_generation``
+   (checkpoints to DuckDB; target >= 0.95) and vs ``materialize_shard`` (the whole
+   ``pass_rates`` body: generation, math-verify scoring, partition write), in ``--rounds``
+   interleaved rounds.
 3. math-verify scoring rate of the generated samples: ``verify_batch`` with 1 worker vs a
    process pool of ``os.cpu_count()`` workers.
+4. Client-side rate limit: the OpenAI engine with ``max_requests_per_minute`` (default 600)
+   against the loopback DeepSeek-shaped test server (answers in ~1 ms, so only the limiter
+   decides the pace): achieved requests per minute over ``--rpm-requests`` requests, target
+   within 5% of the limit.
 """
 
 from __future__ import annotations
@@ -145,28 +152,53 @@ async def raw_http(base_url: str, cfg, problems: pl.DataFrame, concurrency: int)
 
 
 def bench_http(args, root: Path, problems: pl.DataFrame, model_dir: Path) -> dict:
+    """Rounds of raw httpx / the HTTP engine alone / the pass_rates body, interleaved so that
+    server warm-up and machine load drift hit all three alike; ratios of summed tok/s."""
+    from r1_assets.engines import run_generation
     from tests.model_support import VllmServer
 
     server = VllmServer(model_dir, served_name="small", max_num_seqs=args.batch_size)
     server.start(root / "serve.log")
+    totals = {"raw": [0, 0.0], "engine": [0, 0.0], "asset": [0, 0.0]}
+    errors = 0
     try:
         cfg = config(args, "openai", server.base_url)
+        d = cfg.difficulty
         asyncio.run(raw_http(server.base_url, cfg, problems.head(2), 8))  # warm-up
-        raw_tokens, raw_s = asyncio.run(raw_http(server.base_url, cfg, problems, args.batch_size))
-        print(f"http raw httpx: {raw_tokens} tokens in {raw_s:.1f}s = {raw_tokens / raw_s:.0f} tok/s", flush=True)
-        store = new_store(root, "http", problems, model_dir, args.problems)
-        t0 = time.monotonic()
-        with open_engine(cfg.model("small"), store.home) as engine:
-            result = difficulty.materialize_shard(store, cfg, "shard-00000", engine, "bench")
-        asset_s = time.monotonic() - t0
+        for i in range(args.rounds):
+            tokens, seconds = asyncio.run(raw_http(server.base_url, cfg, problems, args.batch_size))
+            totals["raw"][0] += tokens
+            totals["raw"][1] += seconds
+            print(f"http round {i}: raw httpx {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.0f} tok/s", flush=True)
+            store = new_store(root, f"http-engine-{i}", problems, model_dir, args.problems)
+            t0 = time.monotonic()
+            with open_engine(cfg.model("small"), store.home) as engine:
+                stats = run_generation(store, engine, difficulty.PURPOSE, problems, d.sampling, d.prompt_template,
+                                       shard="shard-00000", run_id="bench")
+            seconds = time.monotonic() - t0
+            totals["engine"][0] += stats.generated_tokens
+            totals["engine"][1] += seconds
+            errors += stats.errors
+            print(f"http round {i}: OpenAIEngine + run_generation (DuckDB checkpoints) {stats.generated_tokens} tokens "
+                  f"in {seconds:.1f}s = {stats.generated_tokens / seconds:.0f} tok/s", flush=True)
+            store = new_store(root, f"http-asset-{i}", problems, model_dir, args.problems)
+            t0 = time.monotonic()
+            with open_engine(cfg.model("small"), store.home) as engine:
+                result = difficulty.materialize_shard(store, cfg, "shard-00000", engine, "bench")
+            seconds = time.monotonic() - t0
+            totals["asset"][0] += result["stats"].generated_tokens
+            totals["asset"][1] += seconds
+            errors += result["stats"].errors
+            print(f"http round {i}: pass_rates body {result['stats'].generated_tokens} tokens in {seconds:.1f}s = "
+                  f"{result['stats'].generated_tokens / seconds:.0f} tok/s", flush=True)
     finally:
         server.stop()
-    tokens = result["stats"].generated_tokens
-    print(f"http pass_rates end to end: {tokens} tokens in {asset_s:.1f}s = {tokens / asset_s:.0f} tok/s", flush=True)
+    rate = {k: tokens / seconds for k, (tokens, seconds) in totals.items()}
     return {
-        "raw_tokens": raw_tokens, "raw_s": round(raw_s, 1), "raw_tok_s": round(raw_tokens / raw_s, 1),
-        "asset_tokens": tokens, "asset_s": round(asset_s, 1), "asset_tok_s": round(tokens / asset_s, 1),
-        "ratio": round((tokens / asset_s) / (raw_tokens / raw_s), 3), "errors": result["stats"].errors,
+        "rounds": args.rounds, **{f"{k}_tokens": v[0] for k, v in totals.items()},
+        **{f"{k}_s": round(v[1], 1) for k, v in totals.items()}, **{f"{k}_tok_s": round(v, 1) for k, v in rate.items()},
+        "engine_ratio": round(rate["engine"] / rate["raw"], 3), "asset_ratio": round(rate["asset"] / rate["raw"], 3),
+        "errors": errors,
     }
 
 
@@ -190,6 +222,31 @@ def bench_verify(pairs: list[tuple[str, str]], unique: int) -> dict:
     return out
 
 
+def bench_rate_limit(args) -> dict:
+    from r1_assets.config import ModelConfig, SamplingConfig
+    from r1_assets.engines import OpenAIEngine, SampleRequest
+    from tests.integration.deepseek_server import DeepSeekServer
+
+    sampling = SamplingConfig(n=1, max_tokens=64)
+    reqs = [SampleRequest(key=f"p{i}", sample_idx=0, prompt=f"What is {i} + 1?", seed=i) for i in range(args.rpm_requests)]
+    with DeepSeekServer() as server:
+        engine = OpenAIEngine(ModelConfig(name="deepseek-reasoner", engine="openai", base_url=server.base_url,
+                                          max_concurrency=32, max_requests_per_minute=args.rpm))
+        t0 = time.monotonic()
+        errors = sum(r.error is not None for r in engine.generate(reqs, sampling))
+        seconds = time.monotonic() - t0
+        starts = sorted(t for times in server.arrivals.values() for t, _ in times)
+    achieved = 60 * len(reqs) / seconds
+    # Steady state: between the first and the last arrival, after the initial one-second burst.
+    burst = int(args.rpm / 60)
+    steady = 60 * (len(starts) - 1 - burst) / (starts[-1] - starts[burst])
+    print(f"rate limit {args.rpm}/min: {len(reqs)} requests in {seconds:.1f}s = {achieved:.0f}/min "
+          f"(steady {steady:.0f}/min), {errors} errors", flush=True)
+    return {"limit_per_min": args.rpm, "requests": len(reqs), "seconds": round(seconds, 2),
+            "achieved_per_min": round(achieved, 1), "steady_per_min": round(steady, 1),
+            "ratio": round(achieved / args.rpm, 4), "steady_ratio": round(steady / args.rpm, 4), "errors": errors}
+
+
 def run(args) -> dict:
     cache = REPO / ".pytest_cache" / "d" / "r1-small-model"
     model_dir = convert_gguf(small_model_dir(cache)).path
@@ -204,6 +261,8 @@ def run(args) -> dict:
             report["verify"] = bench_verify(pairs * max(1, 1000 // max(len(pairs), 1)), len(pairs))
         if "http" in args.parts:
             report["http"] = bench_http(args, root, problems, model_dir)
+        if "rpm" in args.parts:
+            report["rate_limit"] = bench_rate_limit(args)
     print(json.dumps(report, indent=2))
     return report
 
@@ -214,13 +273,17 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--parts", nargs="*", default=["vllm", "http"])
+    p.add_argument("--parts", nargs="*", default=["vllm", "http", "rpm"])
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the HTTP comparison")
+    p.add_argument("--rpm", type=float, default=600)
+    p.add_argument("--rpm-requests", type=int, default=600)
     return p.parse_args(argv)
 
 
 def test_bench_engines():
     report = run(parse_args([]))
     assert report["vllm"]["ratio"] > 0 and report["http"]["errors"] == 0
+    assert report["rate_limit"]["errors"] == 0 and abs(report["rate_limit"]["ratio"] - 1) <= 0.05
 
 
 if __name__ == "__main__":

@@ -207,6 +207,16 @@ def test_vllm_engine_generates_one_record_per_sample(vllm_engine):
         assert 0 < r.n_tokens <= SAMPLING.max_tokens and r.n_prompt_tokens > 5
         assert r.finish_reason in {"stop", "length"} and r.latency_s > 0
         assert r.params["temperature"] == 0.7 and r.params["sample_seed"] is not None
+        # SmolLM2 does not think aloud: no think block, no reasoning tokens; no pricing, no cost.
+        if "<think>" not in r.text and "</think>" not in r.text:
+            assert r.n_reasoning_tokens == 0
+        assert r.cost_usd is None
+    # Reasoning tokens are counted inside the think block with the model's own tokenizer.
+    encode = vllm_engine._tokenizer.encode
+    assert vllm_engine.reasoning_tokens("<think>\nLet me add 2 and 2.\n</think>\n\n4") == len(
+        encode("Let me add 2 and 2.", add_special_tokens=False)) > 3
+    assert vllm_engine.reasoning_tokens("Still thinking</think>4") == len(encode("Still thinking", add_special_tokens=False))
+    assert vllm_engine.reasoning_tokens("plain answer 4") == 0
     # Same seed, same text: samples do not depend on what else is in the batch.
     again = {(r.key, r.sample_idx): r.text for r in vllm_engine.generate(reqs[:2], SAMPLING)}
     first = {(r.key, r.sample_idx): r.text for r in results}

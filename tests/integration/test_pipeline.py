@@ -53,7 +53,7 @@ def _counts(home) -> dict[str, int]:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in [*CHAIN, "stage2_sft", "generations"]}
 
 
-def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_model):  # noqa: F811
+def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_model):
     link_small_model(r1_home, converted_small_model)
     write_config(_reduced_default())
 

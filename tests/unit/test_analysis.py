@@ -6,9 +6,11 @@ not from running the SQL, so a wrong join or filter fails here.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 
+import polars as pl
 import pytest
 
 from r1_assets.analysis import (
@@ -18,11 +20,13 @@ from r1_assets.analysis import (
     named_queries,
     run_named_query,
 )
+from r1_assets.config import parse_config
+from r1_assets.splits import build_split
 from r1_assets.storage import SQL_DIR
-from tests.splits_world import SMALL, STRONG, TEACHER
+from tests.splits_world import SMALL, STRONG, TEACHER, WORLD_CONFIG
 
 QUERIES = {"row_lineage", "token_lengths", "token_length_histogram", "pass_rate_histogram", "yield_funnel",
-           "contamination_report", "verification_failures"}
+           "contamination_report", "verification_failures", "cost_per_kept_sample"}
 
 
 def _samples(problems):
@@ -203,3 +207,46 @@ def test_queries_run_as_plain_sql_files_like_the_cli(built_splits_world):
     finally:
         con.close()
     assert via_file.equals(run_named_query("pass_rate_histogram", {"model": STRONG}, store=store))
+
+
+def test_cost_per_kept_sample_joins_teacher_spend_to_what_survived(splits_world):
+    """Dollars per kept SFT row: every distillation generation priced at $1 per million output
+    tokens, one failed (unpriced) generation; counts come from the world's own tables."""
+    store, _ = splits_world
+    cfg = parse_config(copy.deepcopy(WORLD_CONFIG), store.home)
+    build_split(store, cfg, "stage1_sft", "run-s1")
+    build_split(store, cfg, "stage2_sft", "run-s2")
+    with store.connect() as con:
+        con.execute("""
+            INSERT INTO generations BY NAME
+            SELECT generation_id, 'distillation' AS purpose, problem_id, model, params_hash, params, sample_idx, prompt,
+                   text, n_prompt_tokens, n_tokens, n_tokens // 2 AS n_reasoning_tokens, n_tokens / 1e6 AS cost_usd,
+                   finish_reason, 'run' AS run_id, now()::TIMESTAMP AS created_at
+            FROM distillations""")
+        con.execute("""
+            INSERT INTO generations BY NAME
+            SELECT 'failed-1' AS generation_id, 'distillation' AS purpose, d.problem_id, model, params_hash, params,
+                   99 AS sample_idx, prompt, 'HTTP 500' AS error, 'run' AS run_id, now()::TIMESTAMP AS created_at
+            FROM stage1_sft s JOIN distillations d USING (generation_id) ORDER BY d.problem_id LIMIT 1""")
+        dist = con.execute("SELECT sum(n_tokens), sum(n_tokens // 2), count(*) FROM distillations").fetchone()
+        verified = con.execute("SELECT count(*) FROM verified_distillations WHERE correct").fetchone()[0]
+        kept = dict(con.execute("SELECT source || ' ' || difficulty_band, count(*) FROM stage1_sft GROUP BY 1").fetchall())
+        n_stage2 = con.execute("SELECT count(*) FROM stage2_sft").fetchone()[0]
+    cost = run_named_query("cost_per_kept_sample", store=store)
+    total = cost.filter(pl.col("source") == "(all)").row(0, named=True)
+    assert total["teacher_model"] == TEACHER and total["difficulty_band"] == "(all)"
+    assert total["samples"] == dist[2] + 1 and total["failed_samples"] == 1 and total["priced_samples"] == dist[2]
+    assert total["completion_tokens"] == dist[0] and total["reasoning_tokens"] == dist[1]
+    assert total["cost_usd"] == pytest.approx(dist[0] / 1e6, abs=1e-6)
+    assert total["verified_samples"] == verified and total["stage2_rows"] == n_stage2
+    assert total["stage1_rows"] == sum(kept.values()) > 0
+    assert total["usd_per_kept_row"] == pytest.approx(dist[0] / 1e6 / sum(kept.values()), abs=1e-6)
+    # The query's bands are stage1_sft's own: every kept row lands in its split band.
+    groups = cost.filter(pl.col("source") != "(all)")
+    got = {f"{r['source']} {r['difficulty_band']}": r["stage1_rows"] for r in groups.iter_rows(named=True) if r["stage1_rows"]}
+    assert got == kept
+    for r in groups.iter_rows(named=True):
+        if r["stage1_rows"]:
+            assert r["usd_per_kept_row"] == pytest.approx(r["cost_usd"] / r["stage1_rows"], abs=1e-6)
+        else:
+            assert r["usd_per_kept_row"] is None
