@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import resources
 
 import duckdb
 import pytest
 import yaml
-from importlib import resources
 
 from tests.conftest import REPO_ROOT
 from tests.model_support import converted_small_model, link_small_model  # noqa: F401  (fixture)
@@ -28,15 +28,16 @@ CHAIN = [
 
 
 def _reduced_default() -> dict:
+    """The embedded default with 12 problems per arithmetic source (two of them) and shorter samples."""
     cfg = yaml.safe_load(resources.files("r1_assets.defaults").joinpath("embedded_default.yaml").read_text())
-    cfg["sources"] = [
-        {"name": "basic_arithmetic", "kind": "reasoning_gym", "task": "basic_arithmetic", "size": 12, "seed": 1},
-        {"name": "chain_sum", "kind": "reasoning_gym", "task": "chain_sum", "size": 12, "seed": 1},
-    ]
-    cfg["difficulty"]["sampling"].update(n=4, max_tokens=96)
+    gym = [s for s in cfg["sources"] if s["kind"] == "reasoning_gym"][:2]
+    # The planted copies of benchmark rows, at their packaged path (the test's config lives elsewhere).
+    planted = [{**s, "path": str(resources.files("r1_assets.defaults").joinpath(s["path"]))}
+               for s in cfg["sources"] if s["name"] == "planted_copies"]
+    cfg["sources"] = [{**s, "size": 12} for s in gym] + planted
+    cfg["difficulty"]["sampling"].update(n=4)
     cfg["difficulty"]["shard_size"] = 16
-    cfg["distillation"]["sampling"].update(n=2, max_tokens=160)
-    cfg["distillation"]["shard_size"] = 16
+    cfg["distillation"]["sampling"].update(n=2)
     return cfg
 
 
@@ -62,10 +63,21 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
     out = _run_pipeline()
     for asset in CHAIN:
         assert f"{asset}" in out and "FAILED" not in out
+    # A quiet console: one line per step, the summary, and the engine logs in the named file.
+    lines = out.splitlines()
+    assert len(lines) <= 150, out
+    log_file = next(line.split("logs (Dagster, vLLM, libraries): ")[1] for line in lines if "logs (Dagster" in line)
+    assert str(r1_home / "logs") in log_file
+    log_text = open(log_file).read()
+    assert "EngineCore" in log_text and "EngineCore" not in out
+    # One model load for both model stages and all their shards (keep_engines_open).
+    assert out.count("model loaded in") == 1, out
+    assert "time per stage:" in out and "UI:" in out and "stage1" in out
 
     db = r1_home / "r1.duckdb"
     counts = _counts(db)
-    assert counts["raw_problems"] == 24
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_problems WHERE source != 'planted_copies'").fetchone()[0] == 24
     for table in CHAIN:
         assert counts[table] > 0, f"{table} is empty: {counts}"
     with duckdb.connect(str(db), read_only=True) as con:
@@ -88,6 +100,13 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
             """
         ).fetchone()[0]
         assert untraced == 0
+        # The planted copies of benchmark rows were found and removed.
+        planted = con.execute(
+            "SELECT count(DISTINCT c.problem_id) FROM contamination c JOIN raw_problems r USING (problem_id) "
+            "WHERE r.source = 'planted_copies'"
+        ).fetchone()[0]
+        assert planted >= 4
+        assert con.execute("SELECT count(*) FROM clean_problems WHERE source = 'planted_copies'").fetchone()[0] == 0
 
     # Re-running resumes from the checkpoint: nothing is generated again, nothing duplicated.
     _run_pipeline()
