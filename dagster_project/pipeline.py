@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import os
 import sys
 import time
@@ -190,7 +191,8 @@ def _funnel_lines(con, cfg) -> list[str]:
         "JOIN pass_rates p USING (problem_id) WHERE p.model = ?", [cfg.model(cfg.difficulty.model).name],
     ).pl()
     bands = list(band_counts(rates.head(0), edges))
-    head = ["source", "raw", "unique", "clean", *[f"pass{b}" for b in bands], "verified", "stage1", "stage2"]
+    band_heads = [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(edges)]
+    head = ["source", "raw", "unique", "clean", *band_heads, "verified", "stage1", "stage2"]
     table = []
     for source in funnel["source"].unique(maintain_order=True).to_list():
         got = dict(funnel.filter(pl.col("source") == source).select("stage", "problems").iter_rows())
@@ -227,7 +229,8 @@ def _summary(console: Console, r1, stage_seconds: dict[str, float], model_time: 
     say()
     say(f"pipeline finished in {total:.0f}s")
     with store.connect(read_only=True) as con:
-        say("problems per source (pass-rate bands under the difficulty model; verified = with a correct teacher sample):")
+        say("problems per source: raw -> unique (dedupe) -> clean (decontaminated) -> by pass rate under the "
+            "difficulty model -> verified (a correct teacher sample) -> splits")
         for line in _funnel_lines(con, cfg):
             say(line)
         hits = con.execute(

