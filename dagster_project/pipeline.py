@@ -90,7 +90,8 @@ def _failure_message(result) -> str:
         while error is not None:
             errors.append(error.message.strip())
             error = error.cause
-    return "\n".join(errors) or "see the run in the UI"
+    lines = "\n".join(errors).splitlines() or ["see the run in the UI"]
+    return "\n".join(lines[:20] + ([f"... ({len(lines) - 20} more lines in the log)"] if len(lines) > 20 else []))
 
 
 def _step_detail(console: Console, load: dict) -> str:
