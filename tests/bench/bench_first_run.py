@@ -41,9 +41,11 @@ from r1_assets.storage import Lineage, Store
 
 
 def clean_problems(cfg, n: int) -> pl.DataFrame:
-    """The first ``n`` distinct problems of the default's reasoning-gym sources."""
-    frames = [collect_source(s, cfg).rows for s in cfg.sources if s.kind == "reasoning_gym"]
-    rows = pl.concat(frames).unique("problem_id", keep="first", maintain_order=True).head(n)
+    """``n`` distinct problems, the first ones of each of the default's reasoning-gym sources in equal parts."""
+    sources = [s for s in cfg.sources if s.kind == "reasoning_gym"]
+    frames = [collect_source(s, cfg).rows.unique("problem_id", maintain_order=True).head(n // len(sources))
+              for s in sources]
+    rows = pl.concat(frames).unique("problem_id", keep="first", maintain_order=True)
     return rows.select("problem_id", "source", "source_row", "problem", "answer").with_columns(run_id=pl.lit("bench"))
 
 
