@@ -20,6 +20,11 @@
 Every sample is its own request with its own seed (``sample_seed``), so a sample's text does
 not depend on batching or on which samples a resumed run still had to generate.
 
+``keep_engines_open()`` makes ``open_engine`` keep engines loaded from one block to the next
+(the pipeline driver runs one in-process Dagster run per shard): one load per model settings
+instead of one per shard, all shut down when the block ends. ``watch_generation(listener)``
+reports every ``run_generation``'s progress in this process (the pipeline's progress bar).
+
 ``run_generation`` is the resumable driver shared by pass rates and distillation: it writes
 raw outputs to ``generations`` (keyed by ``generation_id``), checkpointing every
 ``batch_size`` samples, and generates only what is missing.
