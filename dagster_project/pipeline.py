@@ -246,7 +246,7 @@ def _summary(console: Console, r1, stage_seconds: dict[str, float], model_time: 
         say("decontamination: no benchmarks configured")
     times = ", ".join(f"{name} {secs:.0f}s" for name, secs in stage_seconds.items() if secs >= 0.5)
     say(f"time per stage: {times}")
-    if model_time["load"] or model_time["generate"]:
+    if model_time["tokens"]:
         load, gen = model_time["load"], model_time["generate"]
         say(f"model: loading {load:.0f}s ({100 * load / total:.0f}% of the run), generating {gen:.0f}s "
             f"({100 * gen / total:.0f}%), {model_time['tokens']} tokens at {model_time['tokens'] / max(gen, 1e-9):.0f} tok/s")

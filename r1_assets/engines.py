@@ -588,6 +588,7 @@ def run_generation(
         f"with {engine.model} (params {ph})")
     if not missing:
         stats.seconds = time.monotonic() - started
+        _report(purpose, stats)
         return stats
 
     buffer: list[SampleResult] = []
