@@ -11,7 +11,7 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -43,8 +43,10 @@ class SourceConfig(_Section):
     split: str = "train"
     revision: str | None = None
     data_files: str | list[str] | None = None
-    # kind=reasoning_gym
+    # kind=reasoning_gym: the task, and its dataset settings (digits, terms, operators, ...), the
+    # keyword arguments of ``reasoning_gym.create_dataset`` besides size and seed.
     task: str | None = None
+    task_config: dict[str, Any] = {}
     size: int = Field(default=500, gt=0)
     seed: int = 1
     # Any kind: keep at most this many rows (after reading, before normalising); None keeps all.
@@ -525,8 +527,10 @@ def load_config(path: Path | str | None = None) -> PipelineConfig:
     """Load ``path``, else ``$R1_CONFIG``, else the packaged embedded default."""
     path = Path(path).expanduser().resolve() if path else config_path()
     if path is None:
-        text = resources.files("r1_assets.defaults").joinpath(DEFAULT_CONFIG_NAME).read_text()
-        base_dir = Path.cwd()
+        package = resources.files("r1_assets.defaults")
+        text = package.joinpath(DEFAULT_CONFIG_NAME).read_text()
+        # Files the default ships next to it (planted contamination copies) resolve there.
+        base_dir = Path(str(package))
         origin = f"packaged {DEFAULT_CONFIG_NAME}"
     else:
         if not path.is_file():

@@ -35,6 +35,11 @@ and, when ``models.<role>.pricing`` is set, its ``cost_usd``.
 Every sample is its own request with its own seed (``sample_seed``), so a sample's text does
 not depend on batching or on which samples a resumed run still had to generate.
 
+``keep_engines_open()`` makes ``open_engine`` keep engines loaded from one block to the next
+(the pipeline driver runs one in-process Dagster run per shard): one load per model settings
+instead of one per shard, all shut down when the block ends. ``watch_generation(listener)``
+reports every ``run_generation``'s progress in this process (the pipeline's progress bar).
+
 ``run_generation`` is the resumable driver shared by pass rates and distillation: it writes
 raw outputs to ``generations`` (keyed by ``generation_id``), checkpointing every
 ``batch_size`` samples, and generates only what is missing.
@@ -56,7 +61,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import polars as pl
 
@@ -772,21 +778,67 @@ class OpenAIBatchEngine:
         pass
 
 
+def _new_engine(model_cfg: ModelConfig, home: Path | str, batch_size: int | None) -> Engine:
+    if model_cfg.engine == "vllm":
+        return VllmEngine(model_cfg, home, batch_size=batch_size)
+    if model_cfg.engine == "openai":
+        return OpenAIEngine(model_cfg, batch_size=batch_size)
+    if model_cfg.engine == "openai_batch":
+        return OpenAIBatchEngine(model_cfg, home, batch_size=batch_size)
+    raise EngineError(f"unknown engine {model_cfg.engine!r}")  # pragma: no cover - config validation
+
+
+# Engines kept open by ``keep_engines_open``, keyed by what decides the loaded model; None
+# outside such a block.
+_kept_engines: dict[tuple, Engine] | None = None
+
+
+@contextmanager
+def keep_engines_open() -> Iterator[None]:
+    """Inside this block ``open_engine`` reuses engines instead of closing them; all close at the end.
+
+    For a process that runs several stages or shards one after the other (the pipeline driver
+    runs one in-process Dagster run per partition): the model loads once, not once per
+    shard, and roles with the same model settings (the embedded default's small model and
+    teacher) share one engine. The block always shuts every kept engine down, since an
+    in-process run with a live vLLM engine core hangs at interpreter exit.
+    """
+    global _kept_engines
+    if _kept_engines is not None:  # nested: the outer block owns the engines
+        yield
+        return
+    _kept_engines = {}
+    try:
+        yield
+    finally:
+        engines, _kept_engines = list(_kept_engines.values()), None
+        for engine in engines:
+            engine.close()
+
+
 @contextmanager
 def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | None = None) -> Iterator[Engine]:
-    """The configured engine, always closed (vLLM shut down) on exit, failures included."""
-    if model_cfg.engine == "vllm":
-        engine: Engine = VllmEngine(model_cfg, home, batch_size=batch_size)
-    elif model_cfg.engine == "openai":
-        engine = OpenAIEngine(model_cfg, batch_size=batch_size)
-    elif model_cfg.engine == "openai_batch":
-        engine = OpenAIBatchEngine(model_cfg, home, batch_size=batch_size)
-    else:  # pragma: no cover - config validation restricts the values
-        raise EngineError(f"unknown engine {model_cfg.engine!r}")
+    """The configured engine, closed (vLLM shut down) on exit, failures included.
+
+    Inside ``keep_engines_open`` an engine with the same model settings, home and batch size
+    is reused and stays open after a clean exit; one whose block failed is closed and
+    dropped, so the next caller starts from a fresh engine.
+    """
+    if _kept_engines is None:
+        engine = _new_engine(model_cfg, home, batch_size)
+        try:
+            yield engine
+        finally:
+            engine.close()
+        return
+    key = (model_cfg, str(Path(home).resolve()), batch_size)
+    engine = _kept_engines.get(key) or _kept_engines.setdefault(key, _new_engine(model_cfg, home, batch_size))
     try:
         yield engine
-    finally:
+    except BaseException:
+        _kept_engines.pop(key, None)
         engine.close()
+        raise
 
 
 # -- resumable generation -----------------------------------------------------------------------
@@ -818,7 +870,10 @@ class GenerationStats:
     generated_tokens: int = 0
     reasoning_tokens: int = 0  # of the generated samples whose count is known
     cost_usd: float | None = None  # of the generated samples; None when none was priced
-    seconds: float = 0.0
+    to_generate: int = 0  # samples missing at the start (requested - reused)
+    finished: int = 0  # samples the engine returned so far (written at the next checkpoint)
+    seconds: float = 0.0  # generating, without the model load
+    load_seconds: float = 0.0  # loading the model, when this call loaded it (vLLM: on first use)
     params_hash: str = ""
 
     @property
@@ -829,8 +884,29 @@ class GenerationStats:
         return {**asdict(self), "tokens_per_s": round(self.tokens_per_s, 1)}
 
 
+# Called in this process with (purpose, stats) when a generation starts, after every sample and
+# at the end; the pipeline console draws its progress bar from them (``watch_generation``).
+ProgressListener = Callable[[str, "GenerationStats"], None]
+_progress_listeners: list[ProgressListener] = []
+
+
+@contextmanager
+def watch_generation(listener: ProgressListener) -> Iterator[None]:
+    """Call ``listener(purpose, stats)`` on the progress of every ``run_generation`` inside this block."""
+    _progress_listeners.append(listener)
+    try:
+        yield
+    finally:
+        _progress_listeners.remove(listener)
+
+
+def _report(purpose: str, stats: GenerationStats) -> None:
+    for listener in _progress_listeners:
+        listener(purpose, stats)
+
+
 def _result_rows(results: list[SampleResult], purpose: str, ph: str, shard: str | None, run_id: str) -> pl.DataFrame:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return pl.DataFrame(
         {
             "generation_id": [generation_id(purpose, r.key, r.model, ph, r.sample_idx) for r in results],
@@ -905,10 +981,12 @@ def run_generation(
         }
     missing = [req for gid, req in wanted.items() if gid not in done]
     stats.reused = len(wanted) - len(missing)
+    stats.to_generate = len(missing)
     say(f"{purpose}: {stats.requested} samples wanted, {stats.reused} already generated, {len(missing)} to generate "
         f"with {engine.model} (params {ph})")
     if not missing:
         stats.seconds = time.monotonic() - started
+        _report(purpose, stats)
         return stats
 
     buffer: list[SampleResult] = []
@@ -918,25 +996,38 @@ def run_generation(
             stats.generated += store.append_new("generations", _result_rows(buffer, purpose, ph, shard, run_id))
             buffer.clear()
 
+    # vLLM loads the model on the first generate(): time that apart from generating.
+    loaded_before = getattr(engine, "load_seconds", None)
     gen_started = time.monotonic()
+
+    def update_times() -> None:
+        loaded = getattr(engine, "load_seconds", None)
+        stats.load_seconds = loaded if loaded is not None and loaded_before is None else 0.0
+        stats.seconds = time.monotonic() - gen_started - stats.load_seconds
+
+    _report(purpose, stats)
     try:
         for result in engine.generate(missing, sampling):
             buffer.append(result)
+            stats.finished += 1
             stats.errors += result.error is not None
             stats.generated_tokens += result.n_tokens or 0
             stats.reasoning_tokens += result.n_reasoning_tokens or 0
             if result.cost_usd is not None:
                 stats.cost_usd = (stats.cost_usd or 0.0) + result.cost_usd
+            update_times()
+            _report(purpose, stats)
             if len(buffer) >= engine.batch_size:
                 flush()
-                elapsed = time.monotonic() - gen_started
                 say(f"{purpose}: {stats.generated}/{len(missing)} samples, {stats.errors} errors, "
-                    f"{stats.generated_tokens / max(elapsed, 1e-9):.0f} tok/s")
+                    f"{stats.tokens_per_s:.0f} tok/s")
     finally:
         flush()
-        stats.seconds = time.monotonic() - gen_started
+        update_times()
+        _report(purpose, stats)
     say(f"{purpose}: generated {stats.generated} samples ({stats.errors} errors, {stats.generated_tokens} tokens) "
-        f"in {stats.seconds:.1f}s = {stats.tokens_per_s:.0f} tok/s")
+        f"in {stats.seconds:.1f}s = {stats.tokens_per_s:.0f} tok/s"
+        + (f", after loading the model in {stats.load_seconds:.1f}s" if stats.load_seconds else ""))
     return stats
 
 

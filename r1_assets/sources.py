@@ -3,7 +3,7 @@
 Three kinds of source (see ``SourceConfig``):
 - ``file``: jsonl, json array or parquet;
 - ``hf``: ``datasets.load_dataset`` with config, split, revision;
-- ``reasoning_gym``: a procedural task with size and seed.
+- ``reasoning_gym``: a procedural task with size, seed and its settings (``task_config``).
 
 A bad row never stops a source: it becomes a ``rejected_rows`` row with a reason.
 A bad config (missing file, a field that no row has) is one ``ConfigError`` naming the
@@ -214,11 +214,14 @@ def _read_reasoning_gym(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterato
     import reasoning_gym
 
     try:
-        ds = reasoning_gym.create_dataset(src.task, size=src.size, seed=src.seed)
-    except Exception as err:  # unknown task names raise from the registry
-        raise ConfigError(f"source '{src.name}': key 'task': cannot create reasoning-gym task {src.task!r}: {err}") from None
+        ds = reasoning_gym.create_dataset(src.task, size=src.size, seed=src.seed, **src.task_config)
+    except Exception as err:  # unknown task names and settings raise from the registry
+        key = "task_config" if src.task_config else "task"
+        raise ConfigError(f"source '{src.name}': key '{key}': cannot create reasoning-gym task {src.task!r}"
+                          f"{f' with {src.task_config}' if src.task_config else ''}: {err}") from None
     rows = ({"problem": e["question"], "answer": e["answer"], "metadata": e.get("metadata")} for e in ds)
-    return rows, f"reasoning_gym:{src.task}:size={src.size}:seed={src.seed}"
+    settings = "".join(f":{k}={v}" for k, v in sorted(src.task_config.items()))
+    return rows, f"reasoning_gym:{src.task}:size={src.size}:seed={src.seed}{settings}"
 
 
 _READERS = {"file": _read_file, "hf": _read_hf, "reasoning_gym": _read_reasoning_gym}

