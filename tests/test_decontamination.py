@@ -87,7 +87,7 @@ def test_boilerplate_ngrams_are_not_evidence():
                     for w in ["circle", "square", "triangle"]])
     pool = _pool([f"An unrelated counting question with answer $\\frac{{m}}{{n}}$, {tail}"])
     assert decontaminate(pool, bench, DecontaminationConfig(methods=["ngram"]), DedupeConfig()).hits.height == 0
-    exact_open_r1 = DecontaminationConfig(methods=["ngram"], ngram_boilerplate_rows=0, ngram_boilerplate_pool_rows=0)
+    exact_open_r1 = DecontaminationConfig(methods=["ngram"], ngram_rule="any")
     assert decontaminate(pool, bench, exact_open_r1, DedupeConfig()).hits.height == 3
 
 
@@ -96,7 +96,8 @@ def test_strip_phrases_remove_harness_instructions():
     pool = _pool([f"Let x be a number. {instr}"])
     bench = _bench([("b", f"An entirely different problem about y. {instr}")])
     assert decontaminate(pool, bench, DecontaminationConfig(), DedupeConfig()).hits.height == 0
-    kept = DecontaminationConfig(strip_phrases=[])
+    # Left in, the instruction's 8-grams are shared; Open-R1's any-8-gram rule then flags the pair.
+    kept = DecontaminationConfig(strip_phrases=[], ngram_rule="any")
     assert decontaminate(pool, bench, kept, DedupeConfig()).hits.height > 0
 
 
