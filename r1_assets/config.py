@@ -125,7 +125,9 @@ class DecontaminationConfig(_Section):
     # positive integers $n$"), since a copied problem is one problem (and its few near-copies),
     # not dozens. On the shared pools the top phrases were shared by 30-150 problems, while the
     # largest near-duplicate cluster holds 14 rows. 0 = count every n-gram. (ngram_rule: scaled)
-    ngram_boilerplate_pool_rows: int = Field(default=25, ge=0)
+    # 5 is the best of 5/8/25 on the labelled set (docs/benchmarks.md): MATH's templates ("find
+    # the curve defined by the equation", "arrange the letters of the word") recur in 5-20 rows.
+    ngram_boilerplate_pool_rows: int = Field(default=5, ge=0)
     # When a (pool, benchmark) pair is an n-gram hit:
     # - scaled: its evidence scales with the text. The pair shares at least ngram_min_share of
     #   the benchmark row's evidence n-grams (its distinct n-grams less both boilerplate lists),
@@ -137,9 +139,12 @@ class DecontaminationConfig(_Section):
     ngram_min_share: float = Field(default=0.5, gt=0, le=1)
     ngram_min_shared: int = Field(default=12, gt=0)
     # Digit-stripped keys shorter than this never match: a key like "compute" (from
-    # "Compute $7^3$.") is a phrase, not a problem. 20 letters is about four words.
-    digit_stripped_min_chars: int = Field(default=20, ge=0)
-    minhash_threshold: float = Field(default=0.6, gt=0, le=1)
+    # "Compute $7^3$.") is a phrase, not a problem. Set from the labelled set: below 60 letters
+    # every sampled hit was an exercise template ("whatistheremainderwhenisdividedby", 33).
+    digit_stripped_min_chars: int = Field(default=60, ge=0)
+    # 0.75 on the canonical text: at 0.6-0.7 templates with a changed word ("arrange the letters
+    # of the word TARTAR" / "ELLIPSE", J = 0.62-0.65) pass.
+    minhash_threshold: float = Field(default=0.75, gt=0, le=1)
     # LSH layout for the minhash method: 28 bands x 4 rows has its S-curve midpoint near
     # (1/28)^(1/4) = 0.43, so pairs at the 0.6 threshold are found with probability > 0.99;
     # the candidates are then confirmed by estimated Jaccard. Needs bands*rows <= dedupe.num_perm.
