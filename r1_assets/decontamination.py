@@ -491,11 +491,18 @@ def load_labels(path: str) -> pl.DataFrame:
     )
 
 
+def labels_in_run(labels: pl.DataFrame, pool: pl.DataFrame, benchmarks: pl.DataFrame) -> pl.DataFrame:
+    """The labelled pairs whose pool text is in ``pool`` and benchmark text in ``benchmarks``."""
+    def keys(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+        return frame.select(pl.col("problem").map_elements(problem_id, return_dtype=pl.Utf8).alias(name)).unique()
+    return labels.join(keys(pool, "_pool_key"), on="_pool_key", how="semi").join(keys(benchmarks, "_bench_key"), on="_bench_key", how="semi")
+
+
 def label_scores(labels: pl.DataFrame, flagged: pl.DataFrame) -> dict:
     """Precision, recall per category, of ``flagged`` pairs (_pool_key, _bench_key) on ``labels``.
 
-    Only labelled pairs whose two texts were both in the run count (``pairs``). A pair is
-    predicted contaminated when some hit links its pool text to its benchmark text.
+    Pass ``labels_in_run(...)`` to count only the pairs whose two texts were in the run. A pair
+    is predicted contaminated when some hit links its pool text to its benchmark text.
     """
     seen = labels.join(flagged.unique().with_columns(_hit=pl.lit(True)), on=["_pool_key", "_bench_key"], how="left").with_columns(
         pl.col("_hit").fill_null(False), _pos=pl.col("label") == CONTAMINATED)

@@ -10,6 +10,7 @@ from r1_assets.decontamination import decontaminate, decontaminate_clusters
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
+from tests.conftest import REPO_ROOT
 
 MATH = (
     "A rectangular garden is surrounded by a path of uniform width. The garden measures 12 meters "
@@ -232,6 +233,7 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
             {"name": "math500", "kind": "file", "path": str(shared_data / "benchmarks/math500.jsonl")},
             {"name": "amc23", "kind": "file", "path": str(shared_data / "benchmarks/amc23.jsonl")},
         ],
+        "decontamination": {"labelled_set": str(REPO_ROOT / "tests/data/decontamination_labels.jsonl")},
     }
     path = write_config(config)
     store = Store(r1_home)
@@ -260,6 +262,16 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
         assert lineage["clean_problems"][0] == clean and '"math500"' in lineage["clean_problems"][1]
         assert lineage["benchmark_problems"][0] == 540
 
+    # The labelled set is configured: clean_problems reports precision and recall on the labelled
+    # pairs whose two texts are in this run.
+    import dagster as dg
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("clean_problems"))
+        meta = event.asset_materialization.metadata
+    assert meta["labelled_pairs_in_run"].value > 0
+    assert 0 <= meta["labelled_precision"].value <= 1 and 0 <= meta["labelled_recall"].value <= 1
+    assert "reformatted" in meta["labelled_per_category"].value or "verbatim" in meta["labelled_per_category"].value
+
     # A benchmark file that is not there: the blocking check fails the run, clean_problems is not rewritten.
     config["benchmarks"][1]["path"] = str(shared_data / "benchmarks/amc23_moved.jsonl")
     write_config(config)
@@ -267,7 +279,6 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
         dagster_materialize("+clean_problems")
     assert "benchmarks_loaded" in str(failed.value)
     # The check's own message (in the UI and the run's event log) says which benchmark and why.
-    import dagster as dg
     with dg.DagsterInstance.get() as instance:
         run = instance.get_runs(limit=1)[0]
         assert run.status == dg.DagsterRunStatus.FAILURE

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from r1_assets.config import DecontaminationConfig, DedupeConfig, parse_config
-from r1_assets.decontamination import decontaminate, hit_pairs, label_scores, load_labels
+from r1_assets.decontamination import decontaminate, hit_pairs, label_scores, labels_in_run, load_labels
 from r1_assets.sources import collect_source
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "decontamination_labels.jsonl"
@@ -51,7 +51,7 @@ def labelled_run(shared_data: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def score(pool: pl.DataFrame, bench: pl.DataFrame, cfg: DecontaminationConfig, method: str | None = None) -> dict:
     hits = decontaminate(pool, bench, cfg, DedupeConfig()).hits
-    return label_scores(load_labels(str(LABELS)), hit_pairs(hits, pool, bench, method))
+    return label_scores(labels_in_run(load_labels(str(LABELS)), pool, bench), hit_pairs(hits, pool, bench, method))
 
 
 @pytest.fixture(scope="module")
