@@ -14,7 +14,13 @@ import polars as pl
 import pytest
 
 from r1_assets.config import DecontaminationConfig, DedupeConfig, parse_config
-from r1_assets.decontamination import decontaminate, hit_pairs, label_scores, labels_in_run, load_labels
+from r1_assets.decontamination import (
+    decontaminate,
+    hit_pairs,
+    label_scores,
+    labels_in_run,
+    load_labels,
+)
 from r1_assets.sources import collect_source
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "decontamination_labels.jsonl"
