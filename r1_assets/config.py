@@ -111,7 +111,14 @@ class DecontaminationConfig(_Section):
     #   which catches copies whose numbers were changed;
     # - minhash: estimated Jaccard of the dedupe shingles (dedupe.shingle_size/num_perm/seed)
     #   at or above minhash_threshold, which catches reworded copies.
-    methods: list[Literal["ngram", "digit_stripped", "minhash"]] = ["ngram", "digit_stripped", "minhash"]
+    # - semantic (opt-in): cosine of all-MiniLM-L6-v2 embeddings (r1_assets.embeddings) of the
+    #   pool text against its semantic_top_k nearest benchmark rows, at or above
+    #   semantic_threshold; catches paraphrases that share few words. ~45 rows/s on 2 CPU cores.
+    methods: list[Literal["ngram", "digit_stripped", "minhash", "semantic"]] = ["ngram", "digit_stripped", "minhash"]
+    semantic_threshold: float = Field(default=0.9, gt=0, le=1)
+    semantic_top_k: int = Field(default=3, gt=0)
+    # cpu, or cuda on a GPU executor.
+    semantic_device: str = "cpu"
     # Open-R1 uses word 8-grams.
     ngram: int = Field(default=8, gt=0)
     # An n-gram found in at least this many distinct benchmark problems is the benchmark's
@@ -169,7 +176,7 @@ class DecontaminationConfig(_Section):
     @model_validator(mode="after")
     def _methods_valid(self) -> "DecontaminationConfig":
         if not self.methods:
-            raise ValueError("methods: enable at least one of ngram, digit_stripped, minhash")
+            raise ValueError("methods: enable at least one of ngram, digit_stripped, minhash, semantic")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods: duplicates in {self.methods}")
         return self

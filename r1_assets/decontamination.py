@@ -30,6 +30,7 @@ import polars as pl
 
 from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig
 from r1_assets.dedupe import MinHasher, band_keys, estimated_jaccard, token_hashes, window_hashes
+from r1_assets.embeddings import MODEL_NAME, embed_texts, top_k_cosine
 from r1_assets.text import comparison_texts, normalize_text, problem_id
 
 CONTAMINATION_COLUMNS = {
@@ -40,7 +41,7 @@ CONTAMINATION_COLUMNS = {
     "score": pl.Float64,
     "evidence": pl.Utf8,
 }
-METHOD_LABELS = ["ngram", "exact_short", "digit_stripped", "minhash"]
+METHOD_LABELS = ["ngram", "exact_short", "digit_stripped", "minhash", "semantic"]
 Log = Callable[[str], None]
 
 
@@ -98,6 +99,7 @@ class BenchmarkIndex:
     band_hashes: np.ndarray          # sorted distinct LSH band keys
     band_frame: pl.DataFrame         # _band_key, _bench
     signatures: np.ndarray | None    # (B, num_perm) uint32
+    embeddings: np.ndarray | None = None  # (B, 384) float32, L2-normalised (method semantic)
 
 
 def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg: DedupeConfig) -> BenchmarkIndex:
@@ -149,7 +151,11 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
             "_band_key": pl.Series(keys.reshape(-1), dtype=pl.UInt64),
             "_bench": np.repeat(bench_idx, keys.shape[1]),
         }).unique()
+    embeddings = None
+    if "semantic" in cfg.methods:
+        embeddings = embed_texts(strip_phrases(rows["problem"], cfg.strip_phrases).to_list(), device=cfg.semantic_device)
     return BenchmarkIndex(
+        embeddings=embeddings,
         rows=rows,
         ngram_hashes=hashes[order],
         ngram_rows=win_rows[order],
@@ -309,6 +315,19 @@ def _minhash_hits(
     })
 
 
+def _semantic_hits(index: BenchmarkIndex, texts: pl.Series, cfg: DecontaminationConfig) -> pl.DataFrame:
+    """Pool rows whose embedding is within ``semantic_threshold`` cosine of a top-k benchmark row."""
+    emb = embed_texts(texts.to_list(), device=cfg.semantic_device)
+    idx, sim = top_k_cosine(emb, index.embeddings, cfg.semantic_top_k)
+    rows = np.repeat(np.arange(len(emb), dtype=np.int64), idx.shape[1])
+    keep = sim.reshape(-1) >= cfg.semantic_threshold
+    scores = sim.reshape(-1)[keep].astype(np.float64)
+    return pl.DataFrame({
+        "_row": rows[keep], "_bench": idx.reshape(-1)[keep], "score": scores,
+        "evidence": [f"cosine {s:.3f} of {MODEL_NAME} embeddings" for s in scores.tolist()],
+    }, schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+
+
 # -- the stage ---------------------------------------------------------------------------
 @dataclass
 class DecontaminationResult:
@@ -374,6 +393,9 @@ def decontaminate(
             parts.append(_digit_hits(index, texts, cfg.digit_stripped_min_chars).with_columns(method=pl.lit("digit_stripped")))
         if "minhash" in cfg.methods:
             parts.append(_minhash_hits(index, texts, cfg, dedupe_cfg).with_columns(method=pl.lit("minhash")))
+        if "semantic" in cfg.methods:
+            raw = strip_phrases(chunk["problem"], cfg.strip_phrases)
+            parts.append(_semantic_hits(index, raw, cfg).with_columns(method=pl.lit("semantic")))
         found.extend(
             p.select(pl.col("_row").cast(pl.Int64) + lo, "_bench", "method", pl.col("score").cast(pl.Float64), "evidence")
             for p in parts if p.height
