@@ -19,9 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from tests.bench.bench_dedupe import load_benchmarks, load_pools  # noqa: E402
+from tests.bench.bench_dedupe import load_benchmarks, load_pools
 
 
 def main() -> None:
