@@ -2,7 +2,7 @@
 
 
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -21,8 +21,8 @@ class R1Resource(dg.ConfigurableResource):
     ``R1_CONFIG`` (else the packaged embedded default).
     """
 
-    home: Optional[str] = None
-    config_path: Optional[str] = None
+    home: str | None = None
+    config_path: str | None = None
 
     def store(self) -> Store:
         return Store.from_config(self.pipeline(), self.home)
@@ -50,7 +50,7 @@ class EngineResource(dg.ConfigurableResource):
     included; vLLM loads the model only when something is left to generate.
     """
 
-    batch_size: Optional[int] = None
+    batch_size: int | None = None
 
     @contextmanager
     def open(self, cfg: PipelineConfig, role: str, home) -> Iterator["object"]:

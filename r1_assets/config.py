@@ -128,30 +128,47 @@ class DecontaminationConfig(_Section):
     #   which catches copies whose numbers were changed;
     # - minhash: estimated Jaccard of the dedupe shingles (dedupe.shingle_size/num_perm/seed)
     #   at or above minhash_threshold, which catches reworded copies.
-    methods: list[Literal["ngram", "digit_stripped", "minhash"]] = ["ngram", "digit_stripped", "minhash"]
+    # - semantic (opt-in): cosine of all-MiniLM-L6-v2 embeddings (r1_assets.embeddings) of the
+    #   pool text against its semantic_top_k nearest benchmark rows, at or above
+    #   semantic_threshold; catches paraphrases that share few words. ~45 rows/s on 2 CPU cores.
+    methods: list[Literal["ngram", "digit_stripped", "minhash", "semantic"]] = ["ngram", "digit_stripped", "minhash"]
+    semantic_threshold: float = Field(default=0.9, gt=0, le=1)
+    semantic_top_k: int = Field(default=3, gt=0)
+    # cpu, or cuda on a GPU executor.
+    semantic_device: str = "cpu"
     # Open-R1 uses word 8-grams.
     ngram: int = Field(default=8, gt=0)
     # An n-gram found in at least this many distinct benchmark problems is the benchmark's
     # boilerplate ("where $m$ and $n$ are relatively prime positive", "is not divisible by the
     # square of any"), not evidence of one problem: on the shared pools such phrases alone
     # flagged ~1,900 AIME-style problems. 3 keeps n-grams shared by two rows, which is how the
-    # two wordings of one AIME 2025 problem overlap. 0 = Open-R1 exactly (every n-gram counts).
+    # two wordings of one AIME 2025 problem overlap. 0 = every n-gram counts. (ngram_rule: scaled)
     ngram_boilerplate_rows: int = Field(default=3, ge=0)
     # The same from the pool's side: an n-gram that this many distinct pool problems share with
     # a benchmark is phrasing ("$n$ is not divisible by the square of", "find the sum of all
     # positive integers $n$"), since a copied problem is one problem (and its few near-copies),
     # not dozens. On the shared pools the top phrases were shared by 30-150 problems, while the
-    # largest near-duplicate cluster holds 14 rows. 0 = count every n-gram.
-    ngram_boilerplate_pool_rows: int = Field(default=25, ge=0)
-    # Shared n-grams a (pool, benchmark) pair needs. 1 is Open-R1's rule (any shared n-gram):
-    # decontamination errs towards removal, since a missed copy invalidates an evaluation while a
-    # false hit costs one training problem. 2+ trades recall of number-changed copies (which
-    # digit_stripped still catches) for fewer hits on generic phrasing.
-    ngram_min_shared: int = Field(default=1, gt=0)
+    # largest near-duplicate cluster holds 14 rows. 0 = count every n-gram. (ngram_rule: scaled)
+    # 5 is the best of 5/8/25 on the labelled set (docs/benchmarks.md): MATH's templates ("find
+    # the curve defined by the equation", "arrange the letters of the word") recur in 5-20 rows.
+    ngram_boilerplate_pool_rows: int = Field(default=5, ge=0)
+    # When a (pool, benchmark) pair is an n-gram hit:
+    # - scaled: its evidence scales with the text. The pair shares at least ngram_min_share of
+    #   the benchmark row's evidence n-grams (its distinct n-grams less both boilerplate lists),
+    #   or at least ngram_min_shared evidence n-grams. One or two shared 8-grams of stock
+    #   phrasing ("what is the ratio of the area of") are not a copy (docs/decontamination.md);
+    # - any: Open-R1's rule, for reproducing it: one shared n-gram is a hit and every n-gram
+    #   counts (both boilerplate lists are off).
+    ngram_rule: Literal["scaled", "any"] = "scaled"
+    ngram_min_share: float = Field(default=0.5, gt=0, le=1)
+    ngram_min_shared: int = Field(default=12, gt=0)
     # Digit-stripped keys shorter than this never match: a key like "compute" (from
-    # "Compute $7^3$.") is a phrase, not a problem. 20 letters is about four words.
-    digit_stripped_min_chars: int = Field(default=20, ge=0)
-    minhash_threshold: float = Field(default=0.6, gt=0, le=1)
+    # "Compute $7^3$.") is a phrase, not a problem. Set from the labelled set: below 60 letters
+    # every sampled hit was an exercise template ("whatistheremainderwhenisdividedby", 33).
+    digit_stripped_min_chars: int = Field(default=60, ge=0)
+    # 0.75 on the canonical text: at 0.6-0.7 templates with a changed word ("arrange the letters
+    # of the word TARTAR" / "ELLIPSE", J = 0.62-0.65) pass.
+    minhash_threshold: float = Field(default=0.75, gt=0, le=1)
     # LSH layout for the minhash method: 28 bands x 4 rows has its S-curve midpoint near
     # (1/28)^(1/4) = 0.43, so pairs at the 0.6 threshold are found with probability > 0.99;
     # the candidates are then confirmed by estimated Jaccard. Needs bands*rows <= dedupe.num_perm.
@@ -168,11 +185,15 @@ class DecontaminationConfig(_Section):
     max_matches_per_problem: int = Field(default=5, gt=0)
     # Pool rows per chunk: bounds the working memory (tokens, n-grams and signatures of a chunk).
     batch_rows: int = Field(default=50_000, gt=0)
+    # A labelled set of (pool, benchmark) pairs (JSONL, as tests/data/decontamination_labels.jsonl;
+    # resolved against the config's folder): clean_problems then reports precision and recall on
+    # the labelled pairs whose two texts are in the run.
+    labelled_set: str | None = None
 
     @model_validator(mode="after")
     def _methods_valid(self) -> "DecontaminationConfig":
         if not self.methods:
-            raise ValueError("methods: enable at least one of ngram, digit_stripped, minhash")
+            raise ValueError("methods: enable at least one of ngram, digit_stripped, minhash, semantic")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods: duplicates in {self.methods}")
         return self

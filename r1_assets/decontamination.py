@@ -30,6 +30,8 @@ import polars as pl
 
 from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig
 from r1_assets.dedupe import MinHasher, band_keys, estimated_jaccard, token_hashes, window_hashes
+from r1_assets.embeddings import MODEL_NAME, embed_texts, top_k_cosine
+from r1_assets.text import comparison_texts, normalize_text, problem_id
 
 CONTAMINATION_COLUMNS = {
     "problem_id": pl.Utf8,
@@ -39,7 +41,7 @@ CONTAMINATION_COLUMNS = {
     "score": pl.Float64,
     "evidence": pl.Utf8,
 }
-METHOD_LABELS = ["ngram", "exact_short", "digit_stripped", "minhash"]
+METHOD_LABELS = ["ngram", "exact_short", "digit_stripped", "minhash", "semantic"]
 Log = Callable[[str], None]
 
 
@@ -54,6 +56,11 @@ def strip_phrases(texts: pl.Series, phrases: list[str]) -> pl.Series:
     if phrases:
         texts = texts.str.replace_many(phrases, [""] * len(phrases))
     return texts
+
+
+def matching_texts(texts: pl.Series, cfg: DecontaminationConfig) -> pl.Series:
+    """What every method compares: harness phrases removed, then the canonical comparison form."""
+    return comparison_texts(strip_phrases(texts, cfg.strip_phrases))
 
 
 def word_lists(texts: pl.Series) -> pl.Series:
@@ -86,12 +93,13 @@ class BenchmarkIndex:
     ngram_text: list[str]            # the n-gram's words, same order (evidence)
     ngram_unique: np.ndarray         # sorted distinct hashes (fast membership)
     boilerplate: list[str]           # n-grams left out: in >= ngram_boilerplate_rows benchmark rows
-    ngram_count: np.ndarray          # n-grams per bench row
+    ngram_count: np.ndarray          # distinct n-grams per bench row that are evidence (boilerplate left out)
     whole: pl.DataFrame              # _text (normalised words joined), _bench, _short
     digit: pl.DataFrame              # _key, _bench
     band_hashes: np.ndarray          # sorted distinct LSH band keys
     band_frame: pl.DataFrame         # _band_key, _bench
     signatures: np.ndarray | None    # (B, num_perm) uint32
+    embeddings: np.ndarray | None = None  # (B, 384) float32, L2-normalised (method semantic)
 
 
 def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg: DedupeConfig) -> BenchmarkIndex:
@@ -102,7 +110,7 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
             f" exceeds dedupe.num_perm ({dedupe_cfg.num_perm})"
         )
     rows = benchmarks.select("benchmark", "benchmark_row", "problem")
-    texts = strip_phrases(rows["problem"], cfg.strip_phrases)
+    texts = matching_texts(rows["problem"], cfg)
     bench_idx = np.arange(rows.height, dtype=np.int64)
 
     words = word_lists(texts)
@@ -113,7 +121,7 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
         ngram_text.extend(" ".join(w_list[j:j + cfg.ngram]) for j in range(k))
     keep = np.ones(len(hashes), dtype=bool)
     boilerplate: list[str] = []
-    if cfg.ngram_boilerplate_rows:
+    if cfg.ngram_rule == "scaled" and cfg.ngram_boilerplate_rows:
         per_hash = pl.DataFrame({"h": pl.Series(hashes, dtype=pl.UInt64), "r": win_rows}).group_by("h").agg(
             pl.col("r").n_unique().alias("n")
         ).filter(pl.col("n") >= cfg.ngram_boilerplate_rows)
@@ -121,6 +129,10 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
         boilerplate = sorted({ngram_text[i] for i in np.flatnonzero(~keep).tolist()})
     order = np.flatnonzero(keep)[np.argsort(hashes[keep], kind="stable")]
     ngram_text = [ngram_text[i] for i in order.tolist()]
+    evidence_count = np.zeros(rows.height, dtype=np.int64)
+    if len(order):
+        distinct = pl.DataFrame({"h": pl.Series(hashes[order], dtype=pl.UInt64), "r": win_rows[order]}).unique()
+        np.add.at(evidence_count, distinct["r"].to_numpy(), 1)
     whole = pl.DataFrame({
         "_text": words.list.join(" "),
         "_bench": bench_idx,
@@ -139,14 +151,18 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
             "_band_key": pl.Series(keys.reshape(-1), dtype=pl.UInt64),
             "_bench": np.repeat(bench_idx, keys.shape[1]),
         }).unique()
+    embeddings = None
+    if "semantic" in cfg.methods:
+        embeddings = embed_texts(strip_phrases(rows["problem"], cfg.strip_phrases).to_list(), device=cfg.semantic_device)
     return BenchmarkIndex(
+        embeddings=embeddings,
         rows=rows,
         ngram_hashes=hashes[order],
         ngram_rows=win_rows[order],
         ngram_text=ngram_text,
         ngram_unique=np.unique(hashes[order]),
         boilerplate=boilerplate,
-        ngram_count=n_win,
+        ngram_count=evidence_count,
         whole=whole,
         digit=digit,
         band_hashes=np.unique(band_frame["_band_key"].to_numpy()) if band_frame.height else np.zeros(0, np.uint64),
@@ -192,31 +208,49 @@ _NGRAM_PAIR_SCHEMA = {"_row": pl.Int64, "_bench": pl.Int64, "_hash": pl.UInt64, 
 def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: DecontaminationConfig) -> tuple[pl.DataFrame, list[str]]:
     """Aggregate shared n-gram occurrences into (_row, _bench, score, evidence) hits.
 
-    N-grams shared by ``ngram_boilerplate_pool_rows`` or more distinct pool problems are
-    phrasing, not copies, and are left out first (returned for the report).
+    ``score`` is the share of the benchmark row's evidence n-grams (its distinct n-grams less the
+    boilerplate) that the pool row holds: 1.0 for a copy whatever its length.
+    - ``ngram_rule: scaled`` (default): n-grams shared by ``ngram_boilerplate_pool_rows`` or more
+      distinct pool problems are phrasing, not copies, and are left out first (returned for the
+      report, and taken out of the benchmark row's count too); a pair is a hit when its score
+      reaches ``ngram_min_share`` or it shares at least ``ngram_min_shared`` evidence n-grams;
+    - ``ngram_rule: any`` (Open-R1): one shared n-gram is a hit, every n-gram counts.
     """
+    empty = pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
     frequent: list[str] = []
-    if cfg.ngram_boilerplate_pool_rows and pairs.height:
+    bench_count = index.ngram_count
+    scaled = cfg.ngram_rule == "scaled"
+    if scaled and cfg.ngram_boilerplate_pool_rows and pairs.height:
         per_hash = pairs.group_by("_hash").agg(n=pl.col("_row").n_unique(), _pos=pl.col("_pos").first())
         common = per_hash.filter(pl.col("n") >= cfg.ngram_boilerplate_pool_rows)
-        frequent = sorted({index.ngram_text[p] for p in common["_pos"].to_list()})
-        pairs = pairs.join(common.select("_hash"), on="_hash", how="anti")
+        if common.height:
+            frequent = sorted({index.ngram_text[p] for p in common["_pos"].to_list()})
+            pairs = pairs.join(common.select("_hash"), on="_hash", how="anti")
+            # The benchmark rows holding them have that many fewer evidence n-grams.
+            lo = np.searchsorted(index.ngram_hashes, common["_hash"].to_numpy(), side="left")
+            hi = np.searchsorted(index.ngram_hashes, common["_hash"].to_numpy(), side="right")
+            held = np.concatenate([index.ngram_rows[a:b] for a, b in zip(lo.tolist(), hi.tolist())])
+            drop = pl.DataFrame({"h": np.repeat(common["_hash"].to_numpy(), hi - lo), "r": held}).unique()["r"].to_numpy()
+            bench_count = bench_count.copy()
+            np.subtract.at(bench_count, drop, 1)
     if pairs.height == 0:
-        return pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8}), frequent
+        return empty, frequent
+    per_pair = pairs.group_by("_row", "_bench").agg(shared=pl.col("_hash").n_unique(), _pos=pl.col("_pos").min())
+    score = per_pair["shared"].to_numpy() / np.maximum(bench_count[per_pair["_bench"].to_numpy()], 1)
+    per_pair = per_pair.with_columns(score=pl.Series(np.minimum(score, 1.0)))
+    if scaled:
+        per_pair = per_pair.filter((pl.col("score") >= cfg.ngram_min_share) | (pl.col("shared") >= cfg.ngram_min_shared))
     per_pair = (
-        pairs.group_by("_row", "_bench")
-        .agg(shared=pl.col("_hash").n_unique(), _pos=pl.col("_pos").min())
-        .filter(pl.col("shared") >= cfg.ngram_min_shared)
         # Strongest matches first: a pool problem near many benchmark rows keeps the best few.
-        .sort(["_row", "shared", "_bench"], descending=[False, True, False])
+        per_pair.sort(["_row", "score", "shared", "_bench"], descending=[False, True, True, False])
         .group_by("_row", maintain_order=True)
         .head(cfg.max_matches_per_problem)
     )
-    bench_count = index.ngram_count[per_pair["_bench"].to_numpy()]
+    if per_pair.height == 0:
+        return empty, frequent
     evidence = [index.ngram_text[p] for p in per_pair["_pos"].to_list()]
     return per_pair.select(
-        "_row", "_bench",
-        score=pl.Series(per_pair["shared"].to_numpy() / np.maximum(bench_count, 1)),
+        "_row", "_bench", "score",
         evidence=pl.Series(
             [f"{s} shared {cfg.ngram}-grams, e.g. '{e}'" for s, e in zip(per_pair["shared"].to_list(), evidence)],
             dtype=pl.Utf8,
@@ -281,6 +315,19 @@ def _minhash_hits(
     })
 
 
+def _semantic_hits(index: BenchmarkIndex, texts: pl.Series, cfg: DecontaminationConfig) -> pl.DataFrame:
+    """Pool rows whose embedding is within ``semantic_threshold`` cosine of a top-k benchmark row."""
+    emb = embed_texts(texts.to_list(), device=cfg.semantic_device)
+    idx, sim = top_k_cosine(emb, index.embeddings, cfg.semantic_top_k)
+    rows = np.repeat(np.arange(len(emb), dtype=np.int64), idx.shape[1])
+    keep = sim.reshape(-1) >= cfg.semantic_threshold
+    scores = sim.reshape(-1)[keep].astype(np.float64)
+    return pl.DataFrame({
+        "_row": rows[keep], "_bench": idx.reshape(-1)[keep], "score": scores,
+        "evidence": [f"cosine {s:.3f} of {MODEL_NAME} embeddings" for s in scores.tolist()],
+    }, schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+
+
 # -- the stage ---------------------------------------------------------------------------
 @dataclass
 class DecontaminationResult:
@@ -332,7 +379,7 @@ def decontaminate(
     ngram_pairs: list[pl.DataFrame] = []  # aggregated after the pass (pool-wide n-gram counts)
     for lo in range(0, pool.height, cfg.batch_rows):
         chunk = pool.slice(lo, cfg.batch_rows)
-        texts = strip_phrases(chunk["problem"], cfg.strip_phrases)
+        texts = matching_texts(chunk["problem"], cfg)
         parts: list[pl.DataFrame] = []
         if "ngram" in cfg.methods:
             words = word_lists(texts)
@@ -343,6 +390,9 @@ def decontaminate(
             parts.append(_digit_hits(index, texts, cfg.digit_stripped_min_chars).with_columns(method=pl.lit("digit_stripped")))
         if "minhash" in cfg.methods:
             parts.append(_minhash_hits(index, texts, cfg, dedupe_cfg).with_columns(method=pl.lit("minhash")))
+        if "semantic" in cfg.methods:
+            raw = strip_phrases(chunk["problem"], cfg.strip_phrases)
+            parts.append(_semantic_hits(index, raw, cfg).with_columns(method=pl.lit("semantic")))
         found.extend(
             p.select(pl.col("_row").cast(pl.Int64) + lo, "_bench", "method", pl.col("score").cast(pl.Float64), "evidence")
             for p in parts if p.height
@@ -439,3 +489,62 @@ def decontaminate_clusters(
     log(f"clean: {unique.height:,} unique problems ({pool.height:,} cluster members checked) ->"
         f" {clean.height:,} clean; {unique.height - clean.height:,} removed")
     return CleanResult(clean=clean, contamination=contamination, members_checked=pool.height, result=result)
+
+
+# -- measurement against a labelled set ---------------------------------------------------
+CONTAMINATED = "contaminated"
+
+
+def load_labels(path: str) -> pl.DataFrame:
+    """A labelled set (JSONL: pool_problem, benchmark_problem, label, category, ...) keyed by text ids."""
+    try:
+        labels = pl.read_ndjson(path)
+    except Exception as err:  # polars raises several types for a missing or broken file
+        raise ConfigError(f"decontamination: key 'labelled_set': cannot read {path}: {err}") from None
+    missing = {"pool_problem", "benchmark_problem", "label", "category"} - set(labels.columns)
+    if missing:
+        raise ConfigError(f"decontamination: key 'labelled_set': {path} lacks fields {sorted(missing)}")
+    return labels.with_columns(
+        _pool_key=pl.col("pool_problem").map_elements(lambda t: problem_id(normalize_text(t)), return_dtype=pl.Utf8),
+        _bench_key=pl.col("benchmark_problem").map_elements(lambda t: problem_id(normalize_text(t)), return_dtype=pl.Utf8),
+    )
+
+
+def labels_in_run(labels: pl.DataFrame, pool: pl.DataFrame, benchmarks: pl.DataFrame) -> pl.DataFrame:
+    """The labelled pairs whose pool text is in ``pool`` and benchmark text in ``benchmarks``."""
+    def keys(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+        return frame.select(pl.col("problem").map_elements(problem_id, return_dtype=pl.Utf8).alias(name)).unique()
+    return labels.join(keys(pool, "_pool_key"), on="_pool_key", how="semi").join(keys(benchmarks, "_bench_key"), on="_bench_key", how="semi")
+
+
+def label_scores(labels: pl.DataFrame, flagged: pl.DataFrame) -> dict:
+    """Precision, recall per category, of ``flagged`` pairs (_pool_key, _bench_key) on ``labels``.
+
+    Pass ``labels_in_run(...)`` to count only the pairs whose two texts were in the run. A pair
+    is predicted contaminated when some hit links its pool text to its benchmark text.
+    """
+    seen = labels.join(flagged.unique().with_columns(_hit=pl.lit(True)), on=["_pool_key", "_bench_key"], how="left").with_columns(
+        pl.col("_hit").fill_null(False), _pos=pl.col("label") == CONTAMINATED)
+    tp = seen.filter(pl.col("_hit") & pl.col("_pos")).height
+    fp = seen.filter(pl.col("_hit") & ~pl.col("_pos")).height
+    positives = seen.filter(pl.col("_pos")).height
+    per_category = {
+        r["category"]: {"pairs": r["n"], "flagged": r["hit"], "recall" if r["pos"] else "false_positive_rate": round(r["hit"] / r["n"], 3)}
+        for r in seen.group_by("category").agg(n=pl.len(), hit=pl.col("_hit").sum(), pos=pl.col("_pos").first()).sort("category").iter_rows(named=True)
+    }
+    return {
+        "pairs": seen.height, "contaminated": positives, "flagged": tp + fp,
+        "precision": round(tp / (tp + fp), 3) if tp + fp else 1.0,
+        "recall": round(tp / positives, 3) if positives else 1.0,
+        "per_category": per_category,
+    }
+
+
+def hit_pairs(hits: pl.DataFrame, pool: pl.DataFrame, benchmarks: pl.DataFrame, method: str | None = None) -> pl.DataFrame:
+    """(_pool_key, _bench_key) text ids of ``hits`` (problem_id, benchmark, benchmark_row, method)."""
+    if method is not None:
+        hits = hits.filter(pl.col("method") == method)
+    pool_keys = pool.select("problem_id", _pool_key=pl.col("problem").map_elements(lambda t: problem_id(t), return_dtype=pl.Utf8))
+    bench_keys = benchmarks.select("benchmark", "benchmark_row",
+                                   _bench_key=pl.col("problem").map_elements(lambda t: problem_id(t), return_dtype=pl.Utf8))
+    return hits.join(pool_keys, on="problem_id").join(bench_keys, on=["benchmark", "benchmark_row"]).select("_pool_key", "_bench_key")

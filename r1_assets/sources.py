@@ -229,7 +229,17 @@ _READERS = {"file": _read_file, "hf": _read_hf, "reasoning_gym": _read_reasoning
 
 # -- normalisation -----------------------------------------------------------------------
 def _as_text(value: Any) -> str | None:
-    """Text for str and plain numbers (answers such as 27.0); None for anything else."""
+    """Text for str and plain numbers (answers such as 27.0); None for anything else.
+
+    A list-valued answer is taken as the dataset gives it: a one-element list is its element;
+    a longer list of texts/numbers is kept as JSON text of its items as strings
+    (``["2", "-2"]``), and verification accepts any of them (``reference_alternatives``).
+    """
+    if isinstance(value, (list, tuple)):
+        items = [_as_text(v) for v in value]
+        if not items or any(i is None for i in items):
+            return None
+        return items[0] if len(items) == 1 else json.dumps(items, ensure_ascii=False)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -6,6 +6,8 @@ import hashlib
 import re
 import unicodedata
 
+import polars as pl
+
 _HSPACE = re.compile(r"[^\S\n]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -41,3 +43,45 @@ def stable_hash(*parts: object, size: int = 8) -> str:
     """Hex digest of parts joined by a separator that cannot appear in them unescaped."""
     joined = "\x1f".join(str(p) for p in parts)
     return hashlib.blake2b(joined.encode("utf-8"), digest_size=size).hexdigest()
+
+
+# -- the comparison form (decontamination and any other text matching) -------------------
+# LaTeX commands that only style text or size delimiters: the letters inside stay, the
+# command goes (``\text{ cm}`` -> `` cm``; ``\left(`` -> ``(``).
+_STYLE_WRAPPERS = r"\\(?:text|mathrm|textbf|textit|textrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}"
+_SIZING = r"\\(?:left|right|displaystyle|bigl|bigr|Bigl|Bigr|big|Big)\b"
+# Thousands separators between digit groups: 1,000 / 1{,}000 / 1\,000 -> 1000.
+_THOUSANDS = r"(\d)(?:,|\{,\}|\\,)(\d{3})\b"
+
+
+def comparison_texts(texts: pl.Series) -> pl.Series:
+    """The canonical form every matcher compares; the stored text stays as given.
+
+    Math delimiters are unified (``\\(..\\)``, ``\\[..\\]``, ``$$..$$`` -> ``$..$``) and then
+    dropped, whitespace inside math is removed, ``\\text{}``/``\\mathrm{}``/``\\left``/``\\right``
+    are dropped, ``\\dfrac``/``\\tfrac`` become ``\\frac``, thousands separators go, and the
+    result is NFKC, lower-cased and whitespace-collapsed. So ``$\\sqrt{120 - \\sqrt{x}}$`` and
+    ``$\\sqrt{120-\\sqrt{x}}$`` compare equal, and so do ``\\(0\\)`` and ``0``.
+    """
+    out = (
+        texts.fill_null("").str.normalize("NFKC")
+        .str.replace_all(r"\\\$", " ", literal=False)            # an escaped dollar is currency, not math
+        .str.replace_all(r"\$\$|\\\(|\\\)|\\\[|\\\]", "$")
+        .str.replace_all(r"\\[dt]frac", "\\frac", literal=False)
+        .str.replace_all(_STYLE_WRAPPERS, "$1")
+        .str.replace_all(_SIZING, "")
+        .str.replace_all(_THOUSANDS, "$1$2").str.replace_all(_THOUSANDS, "$1$2")
+        .str.replace_all(r"\\[,;:!]", " ")                       # LaTeX spacing commands
+    )
+    # Segments between dollars alternate text / math: math loses its whitespace.
+    parts = out.str.split("$").list.eval(
+        pl.when(pl.int_range(pl.len()) % 2 == 1)
+        .then(pl.element().str.replace_all(r"\s+", ""))
+        .otherwise(pl.element())
+    )
+    return parts.list.join(" ").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def comparison_text(text: str) -> str:
+    """``comparison_texts`` of one text."""
+    return comparison_texts(pl.Series([text], dtype=pl.Utf8)).item()

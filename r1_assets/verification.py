@@ -21,6 +21,7 @@ cannot be parsed is never counted as correct or wrong (open-r1 issue 293: it use
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -81,6 +82,23 @@ def reference_answer(answer: str) -> str:
         if re.fullmatch(r"-?[\d,]+(\.\d+)?", text):
             text = text.replace(",", "")
     return text
+
+
+def reference_alternatives(reference: str) -> list[str]:
+    """The accepted answers: a JSON list of strings (how sources store a list-valued answer of
+    two or more items, e.g. ``["2", "-2"]``) is each of its items; any other text is itself.
+
+    Only a list of *quoted* items counts, so an interval such as ``[0,1]`` stays one answer.
+    """
+    text = (reference or "").strip()
+    if text.startswith('["') and text.endswith('"]'):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            return [reference]
+        if isinstance(items, list) and items and all(isinstance(i, str) for i in items):
+            return items
+    return [reference]
 
 
 def _gold_text(reference: str) -> str:
@@ -151,8 +169,9 @@ def _judge(prediction: str, reference: str, lenient: bool) -> VerifyResult:
     from math_verify import ExprExtractionConfig, parse, verify
 
     configs = _configs()
-    gold = parse(_gold_text(reference), extraction_mode="first_match", parsing_timeout=None)
-    if not gold:
+    golds = [g for g in (parse(_gold_text(ref), extraction_mode="first_match", parsing_timeout=None)
+                         for ref in reference_alternatives(reference)) if g]
+    if not golds:
         return VerifyResult("unparseable_reference", None, detail=f"reference {reference[:200]!r} not parseable")
     pred = parse(prediction or "", extraction_config=configs["prediction"],
                  extraction_mode="first_match", parsing_timeout=None)
@@ -165,7 +184,7 @@ def _judge(prediction: str, reference: str, lenient: bool) -> VerifyResult:
     if not pred:
         return VerifyResult("unparseable_answer", None, detail="no answer found in the prediction")
     extracted = _answer_text(pred)
-    ok = verify(gold, pred, timeout_seconds=None)
+    ok = any(verify(gold, pred, timeout_seconds=None) for gold in golds)
     return VerifyResult("correct" if ok else "wrong", bool(ok), extracted_answer=extracted, method=method)
 
 

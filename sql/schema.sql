@@ -74,8 +74,8 @@ CREATE TABLE IF NOT EXISTS contamination (
     matched_problem_id VARCHAR NOT NULL, -- the cluster member whose text matched (= problem_id, or a near-duplicate)
     benchmark     VARCHAR NOT NULL,
     benchmark_row BIGINT  NOT NULL,
-    method        VARCHAR NOT NULL,  -- ngram | exact_short | digit_stripped | minhash
-    score         DOUBLE,            -- ngram: share of the benchmark row's n-grams; minhash: Jaccard; else 1
+    method        VARCHAR NOT NULL,  -- ngram | exact_short | digit_stripped | minhash | semantic
+    score         DOUBLE,            -- ngram: share of the benchmark row's evidence n-grams; minhash: Jaccard; semantic: cosine; else 1
     evidence      VARCHAR,           -- the matching n-gram or similarity explanation
     run_id        VARCHAR NOT NULL
 );

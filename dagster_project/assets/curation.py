@@ -15,7 +15,7 @@ from dagster_project.partitions import register_shard_partitions
 from dagster_project.metadata import counts_markdown, markdown_table, table_metadata
 from dagster_project.resources import DUCKDB_POOL, R1Resource
 from r1_assets.config import PipelineConfig
-from r1_assets.decontamination import METHOD_LABELS, decontaminate_clusters
+from r1_assets.decontamination import METHOD_LABELS, decontaminate_clusters, hit_pairs, label_scores, labels_in_run, load_labels
 from r1_assets.dedupe import deduplicate
 from r1_assets.difficulty import sync_shards
 from r1_assets.sources import collect_source
@@ -290,8 +290,27 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
                 key="n-gram", value="ignored")),
             "seconds": dg.MetadataValue.float(float(out.result.stats.get("seconds", 0.0))),
             "new_shards": dg.MetadataValue.text(", ".join(new_shards) or "(none)"),
+            **_labelled_set_metadata(cfg, out, unique, members, benchmarks),
         }
     )
+
+
+def _labelled_set_metadata(cfg: PipelineConfig, out, unique: pl.DataFrame, members: pl.DataFrame,
+                           benchmarks: pl.DataFrame) -> dict:
+    """Precision and recall on the configured labelled set (its pairs whose two texts are in this run)."""
+    path = cfg.decontamination.labelled_set
+    if not path:
+        return {}
+    texts = pl.concat([unique.select("problem_id", "problem")] + ([members.select("problem_id", "problem")] if members.height else []))
+    labels = labels_in_run(load_labels(str(cfg.resolve_path(path))), texts, benchmarks)
+    scores = label_scores(labels, hit_pairs(out.result.hits, texts, benchmarks))
+    per_category = pl.DataFrame([{"category": c, **v} for c, v in scores.pop("per_category").items()])
+    return {
+        "labelled_precision": dg.MetadataValue.float(float(scores["precision"])),
+        "labelled_recall": dg.MetadataValue.float(float(scores["recall"])),
+        "labelled_pairs_in_run": dg.MetadataValue.int(scores["pairs"]),
+        "labelled_per_category": dg.MetadataValue.md(markdown_table(per_category, max_rows=50) if per_category.height else "_(none)_"),
+    }
 
 
 def _hit_examples(contamination: pl.DataFrame, unique: pl.DataFrame, members: pl.DataFrame, benchmarks: pl.DataFrame,

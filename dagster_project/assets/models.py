@@ -37,7 +37,7 @@ def small_model(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Materia
             "params": [json.dumps({"path": str(out), "recipe_version": RECIPE_VERSION, "skipped": result.skipped,
                                    "files": result.files}, sort_keys=True)],
             "code_version": [code_version()],
-            "created_at": [dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+            "created_at": [dt.datetime.now(dt.UTC).replace(tzinfo=None)],
         }
     )
     # lineage has no key (append_new needs one): a plain insert, one short transaction.

@@ -10,6 +10,7 @@ import copy
 import json
 from collections import Counter
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -26,7 +27,7 @@ from r1_assets.storage import SQL_DIR
 from tests.splits_world import SMALL, STRONG, TEACHER, WORLD_CONFIG
 
 QUERIES = {"row_lineage", "token_lengths", "token_length_histogram", "pass_rate_histogram", "yield_funnel",
-           "contamination_report", "verification_failures", "cost_per_kept_sample"}
+           "contamination_report", "contamination_review", "verification_failures", "cost_per_kept_sample"}
 
 
 def _samples(problems):
@@ -209,6 +210,7 @@ def test_queries_run_as_plain_sql_files_like_the_cli(built_splits_world):
     assert via_file.equals(run_named_query("pass_rate_histogram", {"model": STRONG}, store=store))
 
 
+
 def test_cost_per_kept_sample_joins_teacher_spend_to_what_survived(splits_world):
     """Dollars per kept SFT row: every distillation generation priced at $1 per million output
     tokens, one failed (unpriced) generation; counts come from the world's own tables."""
@@ -250,3 +252,22 @@ def test_cost_per_kept_sample_joins_teacher_spend_to_what_survived(splits_world)
             assert r["usd_per_kept_row"] == pytest.approx(r["cost_usd"] / r["stage1_rows"], abs=1e-6)
         else:
             assert r["usd_per_kept_row"] is None
+def test_contamination_review_puts_each_flag_beside_its_best_match():
+    """Hand-built contamination rows: the best match is the benchmark row most methods agree on."""
+    con = duckdb.connect()
+    con.execute((SQL_DIR / "schema.sql").read_text())
+    con.execute("INSERT INTO unique_problems VALUES ('p1','p1','pool',0,'copy of A',NULL,1,'r'),"
+                " ('p2','p2','pool',1,'template like B',NULL,1,'r'), ('p3','p3','pool',2,'clean',NULL,1,'r')")
+    con.execute("INSERT INTO benchmark_problems VALUES ('b',0,'x','A text',NULL,'f','r'), ('b',1,'y','B text',NULL,'f','r')")
+    con.execute("INSERT INTO contamination VALUES"
+                " ('p1','p1','b',0,'ngram',1.0,'e1','r'), ('p1','p1','b',0,'minhash',0.9,'e2','r'),"
+                " ('p1','p1','b',1,'ngram',0.99,'e3','r'), ('p2','m2','b',1,'digit_stripped',1.0,'e4','r')")
+    review = execute_named_query(con, "contamination_review")
+    rows = {r["problem_id"]: r for r in review.iter_rows(named=True)}
+    assert set(rows) == {"p1", "p2"}                       # every flagged row once, the clean one not
+    assert review["problem_id"].to_list() == ["p2", "p1"]   # weakest evidence first
+    p1 = rows["p1"]
+    assert (p1["benchmark_row"], p1["benchmark_problem"], p1["problem"]) == (0, "A text", "copy of A")
+    assert (p1["ngram_score"], p1["minhash_score"], p1["digit_stripped_score"]) == (1.0, 0.9, None)
+    assert p1["methods_agreeing"] == 2 and p1["methods"] == "minhash, ngram" and p1["benchmark_rows_matched"] == 2
+    assert rows["p2"]["matched_problem_id"] == "m2" and rows["p2"]["methods_agreeing"] == 1

@@ -11,7 +11,7 @@ from r1_assets.decontamination import decontaminate, decontaminate_clusters
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
-from tests.paths import open_data
+from tests.paths import REPO_ROOT, open_data
 
 MATH = (
     "A rectangular garden is surrounded by a path of uniform width. The garden measures 12 meters "
@@ -89,7 +89,7 @@ def test_boilerplate_ngrams_are_not_evidence():
                     for w in ["circle", "square", "triangle"]])
     pool = _pool([f"An unrelated counting question with answer $\\frac{{m}}{{n}}$, {tail}"])
     assert decontaminate(pool, bench, DecontaminationConfig(methods=["ngram"]), DedupeConfig()).hits.height == 0
-    exact_open_r1 = DecontaminationConfig(methods=["ngram"], ngram_boilerplate_rows=0, ngram_boilerplate_pool_rows=0)
+    exact_open_r1 = DecontaminationConfig(methods=["ngram"], ngram_rule="any")
     assert decontaminate(pool, bench, exact_open_r1, DedupeConfig()).hits.height == 3
 
 
@@ -98,7 +98,8 @@ def test_strip_phrases_remove_harness_instructions():
     pool = _pool([f"Let x be a number. {instr}"])
     bench = _bench([("b", f"An entirely different problem about y. {instr}")])
     assert decontaminate(pool, bench, DecontaminationConfig(), DedupeConfig()).hits.height == 0
-    kept = DecontaminationConfig(strip_phrases=[])
+    # Left in, the instruction's 8-grams are shared; Open-R1's any-8-gram rule then flags the pair.
+    kept = DecontaminationConfig(strip_phrases=[], ngram_rule="any")
     assert decontaminate(pool, bench, kept, DedupeConfig()).hits.height > 0
 
 
@@ -164,11 +165,13 @@ def _digits(text: str) -> str:
 
 def test_math_train_near_copies_of_math500_with_numbers_changed(shared_hits):
     h = shared_hits[0].filter(pl.col("source") == "math_train", pl.col("benchmark") == "math500")
-    assert h["problem_id"].n_unique() > 300
+    # Open-R1's any-8-gram rule flagged > 300; most were MATH exercise templates sharing stock
+    # phrasing (tests/data/decontamination_labels.jsonl), which the scaled rule leaves alone.
+    assert h["problem_id"].n_unique() > 40
     changed = h.filter(pl.col("method") == "digit_stripped").filter(
         pl.struct("pool_problem", "benchmark_problem").map_elements(
             lambda r: _digits(r["pool_problem"]) != _digits(r["benchmark_problem"]), return_dtype=pl.Boolean))
-    assert changed.height >= 20      # same words, other numbers: only digit_stripped can see these
+    assert changed.height >= 10      # same words (60+ letters), other numbers: only digit_stripped can see these
 
 
 def test_dapo_holds_math500_and_amc23_verbatim(shared_hits):
@@ -189,7 +192,7 @@ def test_dapo_holds_math500_and_amc23_verbatim(shared_hits):
 
 def test_old_aime_pool_holds_problems_math_reused(shared_hits):
     h = shared_hits[0].filter(pl.col("source") == "aime_old", pl.col("benchmark") == "math500")
-    assert h["benchmark_row"].n_unique() >= 10
+    assert h["benchmark_row"].n_unique() >= 8
     strong = h.filter(pl.col("method").is_in(["digit_stripped", "minhash"]) | (pl.col("score") > 0.5))
     assert strong.height >= 5
 
@@ -231,6 +234,7 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
             {"name": "math500", "kind": "file", "path": str(shared_data / "benchmarks/math500.jsonl")},
             {"name": "amc23", "kind": "file", "path": str(shared_data / "benchmarks/amc23.jsonl")},
         ],
+        "decontamination": {"labelled_set": str(REPO_ROOT / "tests/data/decontamination_labels.jsonl")},
     }
     path = write_config(config)
     store = Store(r1_home)
@@ -258,6 +262,15 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
         assert lineage["unique_problems"][0] == unique and '"raw_problems"' in lineage["unique_problems"][1]
         assert lineage["clean_problems"][0] == clean and '"math500"' in lineage["clean_problems"][1]
         assert lineage["benchmark_problems"][0] == 540
+
+    # The labelled set is configured: clean_problems reports precision and recall on the labelled
+    # pairs whose two texts are in this run.
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("clean_problems"))
+        meta = event.asset_materialization.metadata
+    assert meta["labelled_pairs_in_run"].value > 0
+    assert 0 <= meta["labelled_precision"].value <= 1 and 0 <= meta["labelled_recall"].value <= 1
+    assert "reformatted" in meta["labelled_per_category"].value or "verbatim" in meta["labelled_per_category"].value
 
     # A benchmark file that is not there: the blocking check fails the run, clean_problems is not rewritten.
     config["benchmarks"][1]["path"] = str(shared_data / "benchmarks/amc23_moved.jsonl")

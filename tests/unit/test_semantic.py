@@ -1,0 +1,39 @@
+"""Semantic decontamination with the packaged all-MiniLM-L6-v2 (loads offline, real model)."""
+
+import numpy as np
+import polars as pl
+
+from r1_assets.config import DecontaminationConfig, DedupeConfig
+from r1_assets.decontamination import decontaminate
+from r1_assets.embeddings import embed_texts, top_k_cosine
+from r1_assets.text import problem_id
+
+# The two public wordings of AIME 2025 I problem 15 (QwQ's and AIME-Preview's): few shared 8-grams.
+BENCH = ("Let $N$ denote the number of ordered triples of positive integers $(a,b,c)$ such that $a,b,c\\leq3^6$ "
+         "and $a^3+b^3+c^3$ is a multiple of $3^7$. Find the remainder when $N$ is divided by $1000$.")
+PARAPHRASE = ("Find the number of ordered triples $(a, b, c)$ of positive integers, each at most $3^6$, for which "
+              "$3^7$ divides $a^3 + b^3 + c^3$. Give this count modulo $1000$.")
+OTHER = ("Six points $A, B, C, D, E, F$ lie in a straight line in that order. Suppose that $G$ is a point not on "
+         "the line and that $AC = 26$. Find the area of triangle $BGE$.")
+
+
+def test_embeddings_are_normalised_and_top_k_is_exact():
+    emb = embed_texts([BENCH, PARAPHRASE, OTHER])
+    assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    idx, sim = top_k_cosine(emb[1:], emb, k=2, batch_rows=1)     # batched one query at a time
+    full = emb[1:] @ emb.T
+    assert np.allclose(sim, np.sort(full, axis=1)[:, ::-1][:, :2], atol=1e-6)
+    assert idx[0, 0] == 1 and idx[0, 1] == 0                      # the paraphrase: itself, then the benchmark
+
+
+def test_semantic_method_flags_a_paraphrase_the_text_methods_miss():
+    pool = pl.DataFrame({"problem_id": [problem_id(t) for t in (PARAPHRASE, OTHER)], "problem": [PARAPHRASE, OTHER]})
+    bench = pl.DataFrame({"benchmark": ["aime25", "aime25"], "benchmark_row": [0, 1], "problem": [BENCH, OTHER + " Extra."]})
+    text_only = decontaminate(pool, bench, DecontaminationConfig(), DedupeConfig()).hits
+    assert problem_id(PARAPHRASE) not in text_only["problem_id"].to_list()
+    cfg = DecontaminationConfig(methods=["semantic"], semantic_threshold=0.8)
+    hits = decontaminate(pool, bench, cfg, DedupeConfig()).hits
+    got = {(r["problem_id"], r["benchmark_row"]) for r in hits.iter_rows(named=True)}
+    assert (problem_id(PARAPHRASE), 0) in got and (problem_id(OTHER), 1) in got
+    assert (problem_id(PARAPHRASE), 1) not in got
+    assert set(hits["method"]) == {"semantic"} and hits["evidence"].str.contains("MiniLM").all()
