@@ -24,6 +24,7 @@ by a per-run random nonce, and only a complete report with every test passed is 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -46,8 +47,8 @@ KILL_MARGIN_S = 10.0
 STDERR_TAIL_CHARS = 600
 # System folders the sandbox sees, read-only (those that exist on the host).
 SYSTEM_DIRS = ("/usr", "/etc", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
-# Unprivileged uids for sandboxes started by root: one per worker process, so the process
-# limit of one sandbox does not count the processes of another.
+# Unprivileged uids for sandboxes started by root, one per run, so the process limit of one
+# sandbox does not count the processes of another.
 SANDBOX_UID_BASE = 61000
 SANDBOX_UID_SPAN = 2000
 
@@ -187,10 +188,15 @@ def check_sandbox(python: str = "/usr/bin/python3") -> None:
         raise SandboxUnavailable(f"bubblewrap cannot start a sandbox here: {result.detail}")
 
 
+_runs = itertools.count()
+
+
 def _sandbox_uid() -> int | None:
+    """A fresh unprivileged uid for each sandbox started by root: the processes of a sandbox
+    that was just killed (a fork bomb takes a moment to die) never count against the next one."""
     if os.geteuid() != 0:
         return None
-    return SANDBOX_UID_BASE + os.getpid() % SANDBOX_UID_SPAN
+    return SANDBOX_UID_BASE + (os.getpid() * 7919 + next(_runs)) % SANDBOX_UID_SPAN
 
 
 def _bwrap_command(python: str, task_dir: str, hidden: list[str]) -> list[str]:

@@ -61,6 +61,13 @@ def verify_one(answer_text: str, problem: str, reference: str | None, metadata: 
     if predicted is None:
         return VerifyResult("unparseable_answer", None, detail="empty final answer", method="score_answer")
 
+    try:
+        # Built outside the alarm: the first use of a task imports and sets it up.
+        dataset = _dataset(task)
+    except Exception as err:  # noqa: BLE001 - an unknown task is this sample's problem only
+        return VerifyResult("unparseable_reference", None, detail=f"reasoning-gym task {task!r}: {err}"[:300],
+                            method="none")
+
     def on_alarm(signum, frame):
         raise _ScoreTimeout()
 
@@ -68,7 +75,7 @@ def verify_one(answer_text: str, problem: str, reference: str | None, metadata: 
     signal.alarm(max(1, int(timeout_s)))
     try:
         entry = {"question": problem, "answer": reference, "metadata": meta}
-        score = float(_dataset(task).score_answer(predicted, entry))
+        score = float(dataset.score_answer(predicted, entry))
     except _ScoreTimeout:
         return VerifyResult("timeout", None, detail=f"score_answer exceeded {timeout_s}s", method="score_answer")
     except Exception as err:  # noqa: BLE001 - one bad sample must not stop a batch

@@ -15,7 +15,13 @@ from r1_assets.verification.code import (
     parse_tests,
     verify_batch,
 )
-from tests.code_support import as_answer, humaneval_items, mbpp_items, mutate_body_pass, mutate_off_by_one
+from tests.code_support import (
+    as_answer,
+    humaneval_items,
+    mbpp_items,
+    mutate_body_pass,
+    mutate_off_by_one,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 
