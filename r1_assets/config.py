@@ -524,8 +524,10 @@ def load_config(path: Path | str | None = None) -> PipelineConfig:
     """Load ``path``, else ``$R1_CONFIG``, else the packaged embedded default."""
     path = Path(path).expanduser().resolve() if path else config_path()
     if path is None:
-        text = resources.files("r1_assets.defaults").joinpath(DEFAULT_CONFIG_NAME).read_text()
-        base_dir = Path.cwd()
+        defaults = resources.files("r1_assets.defaults")
+        text = defaults.joinpath(DEFAULT_CONFIG_NAME).read_text()
+        # Its relative paths are the files packaged beside it.
+        base_dir = Path(str(defaults))
         origin = f"packaged {DEFAULT_CONFIG_NAME}"
     else:
         if not path.is_file():

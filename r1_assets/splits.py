@@ -11,7 +11,8 @@ Stage 1 (``stage1_sft``), one row per problem:
   4. one solution is chosen per problem (``splits.choice``): ``shortest`` = fewest tokens,
      ties broken by generation_id; ``random`` = lowest md5(seed:generation_id), which is
      reproducible and does not change when unrelated samples are added;
-  5. optional caps: at most ``max_per_source`` problems per source, then at most
+  5. optional caps: at most ``max_per_source`` problems per source, at most
+     ``caps_per_domain[d]`` per domain, then at most
      ``max_per_band`` per difficulty band. Problems over a cap are dropped in
      md5(seed:cap:problem_id) order, so the kept subset is reproducible and unbiased.
 
@@ -53,6 +54,7 @@ STAGE1_OUTCOMES = (
     "no_correct_sample",  # teacher samples exist, none verified correct
     "no_complete_correct_sample",  # correct ones are truncated, badly formatted or lack reasoning
     "capped_by_source",
+    "capped_by_domain",
     "capped_by_band",
     "selected",
 )
@@ -130,6 +132,7 @@ def stage1_params(cfg: PipelineConfig) -> dict[str, Any]:
         "seed": s.seed,
         "user_message": s.user_message,
         "max_per_source": s.max_per_source,
+        "caps_per_domain": dict(s.caps_per_domain),
         "max_per_band": s.max_per_band,
         "band_edges": list(s.band_edges),
     }
@@ -186,7 +189,7 @@ samples AS (
     GROUP BY d.problem_id
 ),
 classified AS (
-    SELECT c.problem_id, c.source, dif.pass_rate,
+    SELECT c.problem_id, c.source, c.domain, dif.pass_rate,
            {_band_case("dif.pass_rate", splits.band_edges)} AS difficulty_band,
            s.n_samples, s.n_correct, s.n_wrong, s.generation_id,
            CASE WHEN dif.pass_rate IS NULL THEN 'unscored'
@@ -201,19 +204,23 @@ classified AS (
 ),
 by_source AS (
     SELECT problem_id, difficulty_band, md5($seed::VARCHAR || ':cap:' || problem_id) AS cap_key,
-           row_number() OVER (PARTITION BY source ORDER BY cap_key) AS source_rank
+           row_number() OVER (PARTITION BY source ORDER BY cap_key) AS source_rank,
+           row_number() OVER (PARTITION BY domain ORDER BY cap_key) AS domain_rank,
+           coalesce($domain_caps[list_position($cap_domains, domain)], $no_cap) AS domain_cap
     FROM classified WHERE outcome = 'eligible'
 ),
 by_band AS (
-    SELECT problem_id, source_rank,
-           CASE WHEN source_rank <= $max_per_source THEN
-                row_number() OVER (PARTITION BY difficulty_band, source_rank <= $max_per_source ORDER BY cap_key)
+    SELECT problem_id, source_rank, domain_rank, domain_cap,
+           CASE WHEN source_rank <= $max_per_source AND domain_rank <= domain_cap THEN
+                row_number() OVER (PARTITION BY difficulty_band, source_rank <= $max_per_source AND domain_rank <= domain_cap
+                                   ORDER BY cap_key)
            END AS band_rank
     FROM by_source
 )
 SELECT c.* EXCLUDE (outcome),
        CASE WHEN c.outcome <> 'eligible' THEN c.outcome
             WHEN b.source_rank > $max_per_source THEN 'capped_by_source'
+            WHEN b.domain_rank > b.domain_cap THEN 'capped_by_domain'
             WHEN b.band_rank > $max_per_band THEN 'capped_by_band'
             ELSE 'selected' END AS outcome
 FROM classified c LEFT JOIN by_band b USING (problem_id)
@@ -228,7 +235,7 @@ def _stage1_rows_sql(splits: SplitsConfig) -> str:
         f" || trim(coalesce(d.final_answer, ''), {_WS})"
     )
     return f"""
-SELECT s.problem_id, s.generation_id, s.source,
+SELECT s.problem_id, s.generation_id, s.source, s.domain,
        to_json([{{'role': 'user', 'content': {user}}}, {{'role': 'assistant', 'content': {assistant}}}]) AS messages,
        s.pass_rate, s.difficulty_band, d.model AS teacher_model, d.n_tokens, s.n_samples, s.n_correct, s.n_wrong
 FROM _stage1 s
@@ -252,7 +259,7 @@ FROM stage1_sft s LEFT JOIN difficulty dif USING (problem_id)
 """
 
 _STAGE2_ROWS = """
-SELECT problem_id, generation_id, source, messages, pass_rate, stage2_pass_rate, difficulty_band,
+SELECT problem_id, generation_id, source, domain, messages, pass_rate, stage2_pass_rate, difficulty_band,
        teacher_model, n_tokens, n_samples, n_correct, n_wrong
 FROM _stage2 WHERE outcome = 'selected' ORDER BY problem_id
 """
@@ -290,6 +297,9 @@ def select_stage1(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> SplitS
             "seed": cfg.splits.seed,
             "max_per_source": _cap(cfg.splits.max_per_source),
             "max_per_band": _cap(cfg.splits.max_per_band),
+            "cap_domains": list(cfg.splits.caps_per_domain),
+            "domain_caps": list(cfg.splits.caps_per_domain.values()),
+            "no_cap": _cap(None),
         },
     )
     return SplitSelection(

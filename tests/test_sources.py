@@ -162,5 +162,9 @@ def test_r1_config_relative_paths_resolve_against_the_config_folder(tmp_path, mo
 def test_packaged_default_config_loads(monkeypatch):
     monkeypatch.delenv("R1_CONFIG", raising=False)
     cfg = load_config()
-    assert {s.kind for s in cfg.sources} == {"reasoning_gym"}
+    assert {s.kind for s in cfg.sources} == {"reasoning_gym", "file"}
     assert len(cfg.sources) >= 4
+    # Three domains offline: the code source is the file packaged beside the config.
+    assert {s.domain for s in cfg.sources} == {"math", "code", "puzzle"}
+    code = collect_source(next(s for s in cfg.sources if s.domain == "code"), cfg)
+    assert code.rows.height == 8 and code.rejected.height == 0 and code.rows["tests"].null_count() == 0
