@@ -76,10 +76,6 @@ class SourceConfig(_Section):
         needed = {"file": "path", "hf": "dataset", "reasoning_gym": "task"}[self.kind]
         if getattr(self, needed) in (None, ""):
             raise ValueError(f"kind '{self.kind}' needs key '{needed}'")
-        if self.domain == "code" and not self.tests:
-            raise ValueError("domain 'code' needs key 'tests'")
-        if self.domain == "mcq" and (not self.choices or not self.answer):
-            raise ValueError("domain 'mcq' needs keys 'choices' and 'answer'")
         if self.domain == "puzzle" and self.kind != "reasoning_gym":
             raise ValueError("domain 'puzzle' is scored by a reasoning-gym task: needs kind 'reasoning_gym'")
         return self
@@ -444,6 +440,12 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> "PipelineConfig":
+        # Benchmarks are only matched on their text; sources are verified, so they need references.
+        for src in self.sources:
+            if src.domain == "code" and not src.tests:
+                raise ValueError(f"sources '{src.name}': domain 'code' needs key 'tests'")
+            if src.domain == "mcq" and (not src.choices or not src.answer):
+                raise ValueError(f"sources '{src.name}': domain 'mcq' needs keys 'choices' and 'answer'")
         for section in ("sources", "benchmarks"):
             names = [s.name for s in getattr(self, section)]
             dupes = sorted({n for n in names if names.count(n) > 1})

@@ -250,6 +250,7 @@ def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=No
         "histogram": histogram_markdown(rates, dcfg.sampling.n),
         "bands": band_counts(rates, dcfg.band_edges),
         "reference_status": dict(rates.group_by("reference_status").len().iter_rows()),
+        "domains": dict(rates.group_by("domain").len().iter_rows()),
         "boxed_share": int(rates["n_boxed"].sum() or 0) / max(n_samples, 1),
         "last_number_share": int(rates["n_last_number"].sum() or 0) / max(n_samples, 1),
     }

@@ -245,9 +245,7 @@ def _domain_field(value: Any, to_json) -> tuple[str | None, str | None]:
 
 
 def _tests_json(value: Any) -> str:
-    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-        value = json.loads(value)  # APPS/TACO store their cases as a JSON string
-    spec = parse_tests(value)
+    spec = parse_tests(value)  # APPS/TACO store their cases as a JSON string, HumanEval one snippet
     if spec["kind"] == "asserts":
         return json.dumps(spec["tests"], ensure_ascii=False)
     return json.dumps({"inputs": spec["inputs"], "outputs": spec["outputs"]}, ensure_ascii=False)

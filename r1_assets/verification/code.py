@@ -84,11 +84,13 @@ def extract_code(answer: str | None) -> str | None:
 def parse_tests(tests: str | list | dict | None) -> dict:
     """``{"kind": "asserts", "tests": [...]}`` or ``{"kind": "stdio", "inputs": [...], "outputs": [...]}``.
 
-    ``tests`` is the stored JSON text or its decoded value; raises ValueError on anything else.
+    ``tests`` is the stored JSON text, its decoded value, or one string of Python; raises
+    ValueError on anything else.
     """
-    value = json.loads(tests) if isinstance(tests, str) else tests
+    value = tests
     if isinstance(value, str):
-        value = [value]
+        # Stored tests are JSON; a bare string of Python (HumanEval's `test`) is one snippet.
+        value = json.loads(value) if value.lstrip()[:1] in ("[", "{") else [value]
     if isinstance(value, list) and value and all(isinstance(t, str) for t in value):
         return {"kind": "asserts", "tests": value}
     if isinstance(value, dict) and isinstance(value.get("inputs"), list) and isinstance(value.get("outputs"), list):
