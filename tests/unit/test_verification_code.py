@@ -29,7 +29,15 @@ LIMITS = SandboxLimits(wall_timeout_s=20, cpu_s=10)
 
 # MBPP reference solutions that fail their own test_list, and why (the file is the
 # google-research copy; see ../shared/data/README.md). Anything else failing is a verifier bug.
-MBPP_KNOWN_FAILURES: dict[int, str] = {}
+MBPP_KNOWN_FAILURES: dict[int, str] = {
+    # The three tasks in which this copy differs from the widely circulated one:
+    341: "set_to_tuple returns tuple(s) here (not tuple(sorted(s))): a set of ints iterates in hash-table "
+         "order, {12,...,16} as (16, 12, 13, 14, 15), while the test expects sorted order",
+    596: "tuple_size is sys.getsizeof(t); the test's literal byte counts (104, ...) are those of another "
+         "CPython build, not of the sandbox's python3.11",
+    642: "remove_similar_row turns each row into tuple(set(row)), ordered by tuple hashes, which changed in "
+         "Python 3.8; the expected rows carry the order of the older hashing",
+}
 
 
 def _run(items, mutate=None):
