@@ -51,3 +51,10 @@ def table_metadata(
         "dagster/table_name": dg.MetadataValue.text(f"{store.location}::{table}"),
         "preview": dg.MetadataValue.md(markdown_table(preview)),
     }
+
+
+def sandbox_warning(vcfg) -> dict:
+    """``{"code_sandbox_warning": ...}`` when model-written code runs unsandboxed (verification.code.sandbox: none)."""
+    from r1_assets.verification import UNSANDBOXED_WARNING
+
+    return {"code_sandbox_warning": dg.MetadataValue.text(UNSANDBOXED_WARNING)} if vcfg.code.sandbox == "none" else {}

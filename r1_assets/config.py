@@ -27,14 +27,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Domain = Literal["math", "code", "mcq", "puzzle"]
+DOMAINS: tuple[str, ...] = ("math", "code", "mcq", "puzzle")
+
+
 class SourceConfig(_Section):
     """One input collection. Each configured source becomes one partition of ``raw_problems``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
     kind: Literal["file", "hf", "reasoning_gym"]
+    # Which verifier checks its answers: math-verify, the code sandbox, the option letter, or the
+    # reasoning-gym task's own scorer (puzzle: reasoning_gym sources only).
+    domain: Domain = "math"
     # Field paths into a row: a column name, or a dotted/indexed path such as ``prompt[0].content``.
     problem: str = "problem"
+    # null where the domain needs no answer (code is checked by its tests).
     answer: str | None = "answer"
+    # domain code: a list of Python assert statements, or {"inputs": [...], "outputs": [...]}.
+    tests: str | None = None
+    # domain mcq: a list of option texts (or one "A) .. B) .." string); `answer` is an index or a letter.
+    choices: str | None = None
     # kind=file: jsonl, json (array) or parquet. Resolved against the config file's folder.
     path: str | None = None
     # kind=hf: arguments of ``datasets.load_dataset``.
@@ -49,14 +61,26 @@ class SourceConfig(_Section):
     task_config: dict[str, Any] = {}
     size: int = Field(default=500, gt=0)
     seed: int = 1
-    # Any kind: keep at most this many rows (after reading, before normalising); None keeps all.
+    # Any kind: skip the first `skip` rows, then keep at most `limit` (before normalising); a
+    # file's slice such as MBPP's test split (rows 10-509). None keeps all.
+    skip: int = Field(default=0, ge=0)
     limit: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _code_needs_no_answer(cls, data):
+        # A code problem is checked by its tests: without an explicit `answer:` it has none.
+        if isinstance(data, dict) and data.get("domain") == "code" and "answer" not in data:
+            data = {**data, "answer": None}
+        return data
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SourceConfig":
         needed = {"file": "path", "hf": "dataset", "reasoning_gym": "task"}[self.kind]
         if getattr(self, needed) in (None, ""):
             raise ValueError(f"kind '{self.kind}' needs key '{needed}'")
+        if self.domain == "puzzle" and self.kind != "reasoning_gym":
+            raise ValueError("domain 'puzzle' is scored by a reasoning-gym task: needs kind 'reasoning_gym'")
         return self
 
 
@@ -268,6 +292,19 @@ class SamplingConfig(_Section):
     seed: int = 0
 
 
+class PromptTemplates(_Section):
+    """The user message per domain; ``{problem}`` is the problem text (for mcq: with its shuffled,
+    lettered options), ``{tests}`` the tests shown to a code problem (every assert, or the first
+    stdin/stdout case). Defaults are Open-R1's."""
+
+    math: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    code: str = ("{problem}\nYour code should pass these tests:\n{tests}\n\nPlease reason step by step, then "
+                 "write your complete solution in a single fenced code block:\n```python\n# your code here\n```")
+    mcq: str = ("{problem}\nPlease reason step by step, and put the letter of your answer within \\boxed{{}}, "
+                "e.g. \\boxed{{A}}.")
+    puzzle: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
 class DifficultyConfig(_Section):
     """Pass rates (``pass_rates``): k samples per problem from ``model``, scored by math-verify."""
 
@@ -275,7 +312,7 @@ class DifficultyConfig(_Section):
     model: str = "small"
     # Open-R1's pass-rate filter: k=8 samples at temperature 0.7, top_p 0.95.
     sampling: SamplingConfig = SamplingConfig()
-    prompt_template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    prompt_templates: PromptTemplates = PromptTemplates()
     # Problems per shard partition (Open-R1 runs 200 rows per job).
     shard_size: int = Field(default=200, gt=0)
     # Answer extraction: small models rarely write \boxed{}; lenient extraction falls back to
@@ -294,8 +331,8 @@ class DistillationConfig(_Section):
     # R1's recommended sampling: temperature 0.6, top_p 0.95; R1 needs up to 16k tokens
     # (OpenR1-Math-220k used 16k). n=4 is inside OpenR1-Math's 2-4 generations per problem.
     sampling: SamplingConfig = SamplingConfig(n=4, temperature=0.6, top_p=0.95, max_tokens=16384)
-    # Open-R1's prompt.
-    prompt_template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    # Open-R1's prompts.
+    prompt_templates: PromptTemplates = PromptTemplates()
     # Which problems of a shard to distil:
     # - pass_rate_band: those whose pass rate under difficulty.model lies inside `band` (closed);
     #   problems without a pass rate (unparseable/missing reference) are never selected;
@@ -322,6 +359,27 @@ DEFAULT_JUDGE_PROMPT = (
 )
 
 
+class CodeVerificationConfig(_Section):
+    """The code sandbox (see r1_assets/verification/code.py)."""
+
+    # bwrap: bubblewrap sandbox (required unless set to none). none runs model-written code
+    # unsandboxed, under rlimits only, and every materialization's metadata says so.
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    # The interpreter inside the sandbox: a system python (standard library only), readable by
+    # an unprivileged user.
+    python: str = "/usr/bin/python3"
+    wall_timeout_s: float = Field(default=10.0, gt=0)
+    cpu_s: int = Field(default=10, gt=0)
+    memory_bytes: int = Field(default=1 << 30, gt=0)
+    max_processes: int = Field(default=64, gt=0)
+    max_file_bytes: int = Field(default=16 << 20, gt=0)
+
+
+class PuzzleVerificationConfig(_Section):
+    # reasoning-gym scores in [0, 1]; partial credit below this counts as wrong.
+    min_score: float = Field(default=1.0, ge=0, le=1)
+
+
 class VerificationConfig(_Section):
     """Checks of every teacher sample (``verified_distillations``)."""
 
@@ -341,6 +399,9 @@ class VerificationConfig(_Section):
     repetition_min_repeats: int = Field(default=4, gt=1)
     repetition_min_chars: int = Field(default=200, gt=0)
     repetition_max_zlib_ratio: float = Field(default=0.1, gt=0, le=1)
+    # Per-domain verifiers (math uses timeout_s and lenient above).
+    code: CodeVerificationConfig = CodeVerificationConfig()
+    puzzle: PuzzleVerificationConfig = PuzzleVerificationConfig()
     # Optional LLM judge (a `models:` role) for samples math-verify rejects or cannot parse; its
     # EQUIVALENT/DIFFERENT/AMBIGUOUS is stored in judge_verdict, `correct` stays math-verify's.
     judge_model: str | None = None
@@ -380,6 +441,8 @@ class SplitsConfig(_Section):
     # kept subset is reproducible and not biased towards short solutions.
     max_per_source: int | None = Field(default=None, gt=0)
     max_per_band: int | None = Field(default=None, gt=0)
+    # Per-domain caps, e.g. {code: 500, mcq: 200}; domains not listed are not capped.
+    caps_per_domain: dict[Domain, int] = {}
     # Difficulty bands over the stage-1 pass rate: [e0,e1), [e1,e2), ..., the last one closed.
     # Quarters match k=8 samples (two pass counts per band).
     band_edges: list[float] = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -468,6 +531,12 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> "PipelineConfig":
+        # Benchmarks are only matched on their text; sources are verified, so they need references.
+        for src in self.sources:
+            if src.domain == "code" and not src.tests:
+                raise ValueError(f"sources '{src.name}': domain 'code' needs key 'tests'")
+            if src.domain == "mcq" and (not src.choices or not src.answer):
+                raise ValueError(f"sources '{src.name}': domain 'mcq' needs keys 'choices' and 'answer'")
         for section in ("sources", "benchmarks"):
             names = [s.name for s in getattr(self, section)]
             dupes = sorted({n for n in names if names.count(n) > 1})

@@ -54,6 +54,7 @@ UNIQUE_COLUMNS = {
     "source_row": pl.Int64,
     "problem": pl.Utf8,
     "answer": pl.Utf8,
+    "domain": pl.Utf8,
     "cluster_size": pl.Int32,
 }
 DUPLICATE_COLUMNS = {
@@ -61,6 +62,7 @@ DUPLICATE_COLUMNS = {
     "source": pl.Utf8,
     "source_row": pl.Int64,
     "cluster_id": pl.Utf8,
+    "domain": pl.Utf8,
     "method": pl.Utf8,
     "similarity": pl.Float64,
 }
@@ -533,7 +535,8 @@ def source_order(cfg_sources: Iterable[str], priority: Iterable[str]) -> list[st
 def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: Log = _noop) -> DedupeResult:
     """Exact then MinHash near-duplicate removal over ``rows`` (all sources together).
 
-    ``rows`` needs problem_id, source, source_row, problem, answer. ``sources`` is the
+    ``rows`` needs problem_id, source, source_row, problem, answer (and domain; math when
+    absent: a kept row carries the domain of its own source row). ``sources`` is the
     configured source order (priority applied by ``source_order``).
     """
     t0 = time.perf_counter()
@@ -542,8 +545,9 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
     rank = {s: i for i, s in enumerate(order + unknown)}
     # Texts stay in ``rows``: they are gathered only batch by batch for MinHash and for the kept
     # rows at the end (each full copy of a 10M-row pool's texts would cost ~2.5 GB).
+    domain = pl.col("domain") if "domain" in rows.columns else pl.lit("math").alias("domain")
     frame = rows.select(
-        "problem_id", "source", "source_row",
+        "problem_id", "source", "source_row", domain,
         _no_answer=pl.col("answer").is_null() | (pl.col("answer").str.strip_chars() == ""),
         _source_rank=pl.col("source").replace_strict(rank, return_dtype=pl.Int32),
     ).with_row_index("_row")

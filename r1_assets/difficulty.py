@@ -7,9 +7,9 @@ their shard, new ones fill new shards (sorted by problem_id, so the same input g
 same shards on every machine). A materialized shard therefore always means the same set
 of problems, even after more sources are added.
 
-Scoring. Each sample is verified against the reference answer by
-``r1_assets.verification.verify_batch`` (math-verify with Open-R1's extraction, in a process
-pool). SmolLM2-135M almost never writes ``\\boxed{}``, so extraction is lenient by default:
+Scoring. Each sample is verified by its problem's domain verifier through
+``r1_assets.verification.verify_samples``, the same path ``verified_distillations`` takes (for
+math: math-verify with Open-R1's extraction, in a process pool). SmolLM2-135M almost never writes ``\\boxed{}``, so extraction is lenient by default:
 when math-verify finds no LaTeX/boxed/expression answer, the last number of the text is
 parsed instead. ``pass_rates`` records how each sample's answer was found (``n_boxed``,
 ``n_last_number``, ``n_unparseable_answer``) so the effect of that fallback is measurable.
@@ -22,11 +22,13 @@ unsolved (open-r1 issue 293 counted those as solved).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import polars as pl
 
+from r1_assets.config import VerificationConfig
 from r1_assets.storage import Store
+from r1_assets.verification import reference_missing, sample_from_row, verifier_name, verify_samples
 
 SHARD_PREFIX = "shard-"
 PURPOSE = "pass_rate"
@@ -71,10 +73,12 @@ def stored_shard_keys(store: Store) -> list[str]:
 
 
 def shard_problems(store: Store, shard: str) -> pl.DataFrame:
-    """The clean problems of one shard: problem_id, problem, answer."""
+    """The clean problems of one shard with what their domain verifies against: problem_id,
+    domain, problem, answer, tests, choices, metadata."""
     return store.query(
-        "SELECT c.problem_id, c.problem, c.answer FROM clean_problems c JOIN problem_shards s USING (problem_id) "
-        "WHERE s.shard = $shard ORDER BY c.problem_id",
+        "SELECT r.problem_id, r.domain, r.problem, r.answer, r.tests, r.choices, r.metadata "
+        "FROM problem_references r JOIN problem_shards s USING (problem_id) "
+        "WHERE s.shard = $shard ORDER BY r.problem_id",
         {"shard": shard},
     )
 
@@ -88,35 +92,31 @@ def score_pass_rates(
     k: int,
     shard: str,
     run_id: str,
-    timeout_s: int = 5,
-    workers: int | None = None,
+    verification: VerificationConfig,
     lenient: bool = True,
     progress=None,
 ) -> pl.DataFrame:
     """One pass_rates row per problem from its stored samples (``generations`` rows).
 
     Only the first ``k`` error-free samples (by sample_idx) count, so k is the same for every
-    problem whose samples all succeeded; a problem with failed samples has a smaller k.
+    problem whose samples all succeeded; a problem with failed samples has a smaller k. Each
+    sample is verified by its problem's domain verifier (``r1_assets.verification.verify_samples``,
+    the same path as ``verified_distillations``).
     """
-    # math-verify loads only where scoring runs.
-    from r1_assets.verification import verify_batch
-
     ok = samples.filter(pl.col("error").is_null() & (pl.col("sample_idx") < k))
-    answers = dict(problems.select("problem_id", "answer").iter_rows())
-    scored = ok.filter(pl.col("problem_id").map_elements(lambda p: answers.get(p) is not None, return_dtype=pl.Boolean))
-    # The answer part after a closed think block, as verified_distillations reads it: a
-    # reasoning model (served or in-process) boxes intermediate results while it thinks.
-    from r1_assets.distillation import answer_text, split_reasoning
-
-    pairs = [(answer_text(text, *split_reasoning(text)), answers[pid])
-             for pid, text in scored.select("problem_id", "text").iter_rows()]
-    results = verify_batch(pairs, timeout_s=timeout_s, workers=workers, lenient=lenient, progress=progress) if pairs else []
+    references = {r["problem_id"]: {**r, "domain": r.get("domain") or "math"} for r in problems.to_dicts()}
+    candidates = [
+        sample_from_row({**references[pid], "sample_idx": idx, "text": text or ""})
+        for pid, idx, text in ok.select("problem_id", "sample_idx", "text").iter_rows()
+    ]
+    scored_samples = [c for c in candidates if not reference_missing(c)]
+    results = verify_samples(scored_samples, verification, lenient=lenient, progress=progress) if scored_samples else []
     verdicts = pl.DataFrame(
         {
-            "problem_id": scored["problem_id"].to_list(),
+            "problem_id": [c.problem_id for c in scored_samples],
             "verdict": [r.verdict for r in results],
-            "method": [getattr(r, "method", None) for r in results],
-            "boxed": [("\\boxed" in (t or "")) for t in scored["text"].to_list()],
+            "method": [r.method for r in results],
+            "boxed": [("\\boxed" in (c.text or "")) for c in scored_samples],
         },
         schema={"problem_id": pl.String, "verdict": pl.String, "method": pl.String, "boxed": pl.Boolean},
     )
@@ -131,11 +131,12 @@ def score_pass_rates(
     )
     rows = []
     stats = {r["problem_id"]: r for r in per_problem.iter_rows(named=True)}
-    for pid, answer in problems.select("problem_id", "answer").iter_rows():
+    for pid, ref in references.items():
         s = stats.get(pid)
         n = int(s["n_samples"]) if s else 0
         row = {
-            "problem_id": pid, "model": model, "params_hash": params_hash, "k": n,
+            "problem_id": pid, "domain": ref["domain"], "verifier": verifier_name(ref["domain"], verification),
+            "model": model, "params_hash": params_hash, "k": n,
             "n_correct": int(s["n_correct"]) if s else None, "pass_rate": None,
             "n_boxed": int(s["n_boxed"]) if s else 0,
             "n_last_number": int(s["n_last_number"]) if s else 0,
@@ -143,7 +144,7 @@ def score_pass_rates(
             "n_undecided": int(s["n_undecided"]) if s else 0,
             "shard": shard, "run_id": run_id,
         }
-        if answer is None:
+        if reference_missing(sample_from_row({**ref, "sample_idx": 0})):
             row.update(reference_status="missing_reference", n_correct=None)
         elif s and s["n_unparseable_reference"] > 0:
             # math-verify parses the reference the same way for every sample: all or none.
@@ -154,7 +155,8 @@ def score_pass_rates(
             row.update(reference_status="ok", pass_rate=row["n_correct"] / n)
         rows.append(row)
     schema = {
-        "problem_id": pl.String, "model": pl.String, "params_hash": pl.String, "k": pl.Int32,
+        "problem_id": pl.String, "domain": pl.String, "verifier": pl.String, "model": pl.String,
+        "params_hash": pl.String, "k": pl.Int32,
         "n_correct": pl.Int32, "pass_rate": pl.Float64, "n_boxed": pl.Int32, "n_last_number": pl.Int32,
         "n_unparseable_answer": pl.Int32, "n_undecided": pl.Int32, "shard": pl.String, "run_id": pl.String,
         "reference_status": pl.String,
@@ -207,14 +209,13 @@ def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=No
     if problems.is_empty():
         raise ValueError(f"shard {shard} has no clean problems (clean_problems re-materialized without them?)")
     say(f"{shard}: {problems.height} problems x {dcfg.sampling.n} samples from '{dcfg.model}' ({model_cfg.name})")
-    stats = run_generation(store, engine, PURPOSE, problems, dcfg.sampling, dcfg.prompt_template,
+    stats = run_generation(store, engine, PURPOSE, problems, dcfg.sampling, dcfg.prompt_templates,
                            shard=shard, run_id=run_id, log=say)
     samples = load_generations(store, PURPOSE, model_cfg.name, stats.params_hash, problems["problem_id"])
     say(f"{shard}: scoring {samples.height} samples with math-verify")
     rates = score_pass_rates(
         problems, samples, model=model_cfg.name, params_hash=stats.params_hash, k=dcfg.sampling.n,
-        shard=shard, run_id=run_id, timeout_s=cfg.verification.timeout_s,
-        workers=cfg.verification.workers, lenient=dcfg.lenient_extraction,
+        shard=shard, run_id=run_id, verification=cfg.verification, lenient=dcfg.lenient_extraction,
     )
     store.replace_partition(
         "pass_rates",
@@ -223,7 +224,7 @@ def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=No
         lineage=Lineage(
             run_id=run_id,
             params={"role": dcfg.model, "model": model_cfg.name, "params_hash": stats.params_hash,
-                    "sampling": dcfg.sampling.model_dump(), "prompt_template": dcfg.prompt_template,
+                    "sampling": dcfg.sampling.model_dump(), "prompt_templates": dcfg.prompt_templates.model_dump(),
                     "lenient_extraction": dcfg.lenient_extraction, "engine": model_cfg.engine,
                     "pricing": model_cfg.pricing.model_dump() if model_cfg.pricing else None},
             inputs=[{"table": "clean_problems", "partition": shard, "row_count": problems.height},
@@ -242,6 +243,7 @@ def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=No
         "histogram": histogram_markdown(rates, dcfg.sampling.n),
         "bands": band_counts(rates, dcfg.band_edges),
         "reference_status": dict(rates.group_by("reference_status").len().iter_rows()),
+        "domains": dict(rates.group_by("domain").len().iter_rows()),
         "boxed_share": int(rates["n_boxed"].sum() or 0) / max(n_samples, 1),
         "last_number_share": int(rates["n_last_number"].sum() or 0) / max(n_samples, 1),
     }

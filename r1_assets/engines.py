@@ -66,8 +66,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import polars as pl
 
-from r1_assets.config import ModelConfig, PricingConfig, SamplingConfig
-from r1_assets.distillation import THINK_CLOSE, THINK_OPEN
+from r1_assets.config import ModelConfig, PricingConfig, PromptTemplates, SamplingConfig
+from r1_assets.verification.format import THINK_CLOSE, THINK_OPEN
 from r1_assets.small_model import resolve_model_path
 from r1_assets.storage import Store, scrub
 from r1_assets.text import stable_hash
@@ -941,29 +941,33 @@ def run_generation(
     purpose: str,
     problems: pl.DataFrame,
     sampling: SamplingConfig,
-    prompt_template: str,
+    prompts: PromptTemplates,
     shard: str | None,
     run_id: str,
     log: Callable[[str], None] | None = None,
 ) -> GenerationStats:
     """Make sure ``generations`` holds ``sampling.n`` samples of every problem; generate only the missing.
 
-    ``problems`` needs columns problem_id and problem. A sample is done when its
+    ``problems`` needs columns problem_id and problem (plus domain, and tests or choices for
+    code and mcq problems); each sample's prompt comes from its domain's template in ``prompts``
+    (``r1_assets.prompts``). A sample is done when its
     generation_id is stored without an error; samples stored with an error are retried.
     Rows are appended every ``engine.batch_size`` samples, and whatever finished is
     appended before an exception propagates, so a killed run loses at most one batch.
     """
     say = log or log_.info
     started = time.monotonic()
-    ph = params_hash(engine.model, sampling, prompt_template)
+    from r1_assets.prompts import render_sample_prompt
+
+    ph = params_hash(engine.model, sampling, json.dumps(prompts.model_dump(), sort_keys=True))
     stats = GenerationStats(params_hash=ph)
     wanted: dict[str, SampleRequest] = {}
-    for pid, text in problems.select("problem_id", "problem").unique("problem_id", maintain_order=True).iter_rows():
-        prompt = render_prompt(prompt_template, text)
+    for row in problems.unique("problem_id", maintain_order=True).iter_rows(named=True):
+        pid = row["problem_id"]
         for idx in range(sampling.n):
             gid = generation_id(purpose, pid, engine.model, ph, idx)
-            wanted[gid] = SampleRequest(key=pid, sample_idx=idx, prompt=prompt, seed=sample_seed(sampling.seed, pid, idx),
-                                        generation_id=gid)
+            wanted[gid] = SampleRequest(key=pid, sample_idx=idx, prompt=render_sample_prompt(prompts, row, idx),
+                                        seed=sample_seed(sampling.seed, pid, idx), generation_id=gid)
     stats.requested = len(wanted)
     if not wanted:
         return stats

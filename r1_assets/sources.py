@@ -15,14 +15,17 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import polars as pl
 
 from r1_assets.config import ConfigError, PipelineConfig, SourceConfig
 from r1_assets.text import normalize_text, problem_id
+from r1_assets.verification.code import parse_tests
+from r1_assets.verification.mcq import answer_letter, parse_choices
 
 RAW_COLUMNS = {
     "problem_id": pl.Utf8,
@@ -30,6 +33,9 @@ RAW_COLUMNS = {
     "source_row": pl.Int64,
     "problem": pl.Utf8,
     "answer": pl.Utf8,
+    "domain": pl.Utf8,
+    "tests": pl.Utf8,
+    "choices": pl.Utf8,
     "source_kind": pl.Utf8,
     "source_ref": pl.Utf8,
     "metadata": pl.Utf8,
@@ -227,6 +233,48 @@ def _read_reasoning_gym(src: SourceConfig, cfg: PipelineConfig) -> tuple[Iterato
 _READERS = {"file": _read_file, "hf": _read_hf, "reasoning_gym": _read_reasoning_gym}
 
 
+# -- domain fields (code tests, mcq choices) ---------------------------------------------
+_LETTERED = re.compile(r"(?:^|\s)\(?([A-Z])[).:]\s")
+
+
+def _domain_field(value: Any, to_json) -> tuple[str | None, str | None]:
+    """(JSON text, None) or (None, why it is unusable)."""
+    if value is _MISSING or value is None:
+        return None, "missing"
+    try:
+        return to_json(value), None
+    except (ValueError, TypeError) as err:
+        return None, str(err)[:200]
+
+
+def _tests_json(value: Any) -> str:
+    spec = parse_tests(value)  # APPS/TACO store their cases as a JSON string, HumanEval one snippet
+    if spec["kind"] == "asserts":
+        return json.dumps(spec["tests"], ensure_ascii=False)
+    return json.dumps({"inputs": spec["inputs"], "outputs": spec["outputs"]}, ensure_ascii=False)
+
+
+def split_lettered_options(text: str) -> list[str]:
+    """``"A) 1 B) 2 C) 3"`` -> ['1', '2', '3'] (letters in order from A)."""
+    marks = [m for m in _LETTERED.finditer(" " + text)]
+    letters = [m.group(1) for m in marks]
+    if len(marks) < 2 or letters != [chr(ord("A") + i) for i in range(len(marks))]:
+        raise ValueError(f"cannot split lettered options from {text[:80]!r}")
+    bounds = [m.start() for m in marks[1:]] + [len(text) + 1]
+    return [(" " + text)[m.end():end].strip() for m, end in zip(marks, bounds)]
+
+
+def _choices_json(value: Any) -> str:
+    if isinstance(value, str):
+        value = split_lettered_options(value)
+    elif isinstance(value, dict):  # {"A": "...", "B": "..."}
+        value = [value[k] for k in sorted(value)]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        # AQuA writes "A)21" into each option; the letter is the position, not part of the text.
+        value = [re.sub(r"^\(?[A-Z][).]\s*", "", v) if re.match(r"^\(?[A-Z][).]", v) else v for v in value]
+    return json.dumps([normalize_text(str(c)) for c in parse_choices(value)], ensure_ascii=False)
+
+
 # -- normalisation -----------------------------------------------------------------------
 def _as_text(value: Any) -> str | None:
     """Text for str and plain numbers (answers such as 27.0); None for anything else.
@@ -256,6 +304,8 @@ def collect_source(src: SourceConfig, cfg: PipelineConfig, stage: str = "raw_pro
     try:
         problem_path = parse_field_path(src.problem)
         answer_path = parse_field_path(src.answer) if src.answer else None
+        tests_path = parse_field_path(src.tests) if src.tests else None
+        choices_path = parse_field_path(src.choices) if src.choices else None
     except ValueError as err:
         raise ConfigError(f"source '{src.name}': {err}") from None
     rows_iter, source_ref = _READERS[src.kind](src, cfg)
@@ -274,7 +324,9 @@ def collect_source(src: SourceConfig, cfg: PipelineConfig, stage: str = "raw_pro
         bad["detail"].append(detail[:300])
 
     for i, row in enumerate(rows_iter):
-        if src.limit is not None and i >= src.limit:
+        if i < src.skip:
+            continue
+        if src.limit is not None and i >= src.skip + src.limit:
             break
         rows_read += 1
         if isinstance(row, _BadRow):
@@ -318,7 +370,24 @@ def collect_source(src: SourceConfig, cfg: PipelineConfig, stage: str = "raw_pro
             if len(answer) > cfg.max_answer_chars:
                 reject(i, "oversized_answer", f"{len(answer)} chars > max_answer_chars={cfg.max_answer_chars}")
                 continue
+        tests = choices = None
+        if tests_path is not None:
+            tests, why = _domain_field(get_field(row, tests_path), _tests_json)
+            if why:
+                reject(i, "invalid_tests", f"{src.tests!r}: {why}")
+                continue
+        if choices_path is not None:
+            choices, why = _domain_field(get_field(row, choices_path), _choices_json)
+            if why:
+                reject(i, "invalid_choices", f"{src.choices!r}: {why}")
+                continue
+            try:
+                answer = answer_letter(answer, len(json.loads(choices)))
+            except ValueError as err:
+                reject(i, "invalid_answer", str(err))
+                continue
         used = {str(problem_path[0])} | ({str(answer_path[0])} if answer_path else set())
+        used |= {str(p[0]) for p in (tests_path, choices_path) if p}
         meta = {k: v for k, v in row.items() if k not in used}
         if src.kind == "reasoning_gym":
             meta = row.get("metadata") or {}
@@ -327,6 +396,9 @@ def collect_source(src: SourceConfig, cfg: PipelineConfig, stage: str = "raw_pro
         good["source_row"].append(i)
         good["problem"].append(problem)
         good["answer"].append(answer)
+        good["domain"].append(src.domain)
+        good["tests"].append(tests)
+        good["choices"].append(choices)
         good["source_kind"].append(src.kind)
         good["source_ref"].append(source_ref)
         good["metadata"].append(json.dumps(meta, default=str, ensure_ascii=False) if meta else None)

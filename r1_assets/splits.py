@@ -13,7 +13,8 @@ Stage 1 (``stage1_sft``), one row per problem:
   4. one solution is chosen per problem (``splits.choice``): ``shortest`` = fewest tokens,
      ties broken by generation_id; ``random`` = lowest md5(seed:generation_id), which is
      reproducible and does not change when unrelated samples are added;
-  5. optional caps: at most ``max_per_source`` problems per source, then at most
+  5. optional caps: at most ``max_per_source`` problems per source, at most
+     ``caps_per_domain[d]`` per domain, then at most
      ``max_per_band`` per difficulty band. Problems over a cap are dropped in
      md5(seed:cap:problem_id) order, so the kept subset is reproducible and unbiased.
 
@@ -60,6 +61,7 @@ STAGE1_OUTCOMES = (
     "no_correct_sample",  # teacher samples exist, none verified correct
     "no_complete_correct_sample",  # correct ones are truncated, badly formatted or lack reasoning
     "capped_by_source",
+    "capped_by_domain",
     "capped_by_band",
     "selected",
 )
@@ -130,6 +132,7 @@ def stage1_params(cfg: PipelineConfig) -> dict[str, Any]:
         "seed": s.seed,
         "user_message": s.user_message,
         "max_per_source": s.max_per_source,
+        "caps_per_domain": dict(s.caps_per_domain),
         "max_per_band": s.max_per_band,
         "band_edges": list(s.band_edges),
     }
@@ -191,6 +194,9 @@ def select_stage1(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> SplitS
             "band_labels": band_labels(s.band_edges),
             "max_per_source": _cap(s.max_per_source),
             "max_per_band": _cap(s.max_per_band),
+            "cap_domains": list(s.caps_per_domain),
+            "domain_caps": [_cap(c) for c in s.caps_per_domain.values()],
+            "no_cap": _cap(None),
         },
     )
     return SplitSelection(

@@ -8,7 +8,10 @@ CREATE TABLE IF NOT EXISTS raw_problems (
     source       VARCHAR NOT NULL,   -- configured source name = partition key
     source_row   BIGINT  NOT NULL,   -- 0-based row index in the source as read
     problem      VARCHAR NOT NULL,   -- whitespace/unicode-normalised problem text
-    answer       VARCHAR,            -- reference answer, kept as given
+    answer       VARCHAR,            -- reference answer, kept as given (mcq: the correct letter, original order)
+    domain       VARCHAR NOT NULL DEFAULT 'math', -- math | code | mcq | puzzle: which verifier checks it
+    tests        JSON,               -- code: ["assert ...", ...] or {"inputs": [...], "outputs": [...]}
+    choices      JSON,               -- mcq: the option texts in their original order
     source_kind  VARCHAR NOT NULL,   -- file | hf | reasoning_gym
     source_ref   VARCHAR NOT NULL,   -- file path, hub id@revision, or gym task:seed
     metadata     JSON,               -- the source row's other fields
@@ -32,6 +35,7 @@ CREATE TABLE IF NOT EXISTS unique_problems (
     source_row   BIGINT  NOT NULL,
     problem      VARCHAR NOT NULL,
     answer       VARCHAR,
+    domain       VARCHAR NOT NULL DEFAULT 'math',
     cluster_size INTEGER NOT NULL,
     run_id       VARCHAR NOT NULL
 );
@@ -42,6 +46,7 @@ CREATE TABLE IF NOT EXISTS duplicate_problems (
     source       VARCHAR NOT NULL,
     source_row   BIGINT  NOT NULL,
     cluster_id   VARCHAR NOT NULL,
+    domain       VARCHAR NOT NULL DEFAULT 'math',
     method       VARCHAR NOT NULL,   -- exact | minhash
     similarity   DOUBLE,
     run_id       VARCHAR NOT NULL
@@ -53,6 +58,7 @@ CREATE TABLE IF NOT EXISTS benchmark_problems (
     problem_id   VARCHAR NOT NULL,
     problem      VARCHAR NOT NULL,
     answer       VARCHAR,
+    domain       VARCHAR NOT NULL DEFAULT 'math',
     source_ref   VARCHAR NOT NULL,   -- file path or hub id@revision it was read from
     run_id       VARCHAR NOT NULL,
     PRIMARY KEY (benchmark, benchmark_row)
@@ -86,6 +92,7 @@ CREATE TABLE IF NOT EXISTS clean_problems (
     source_row   BIGINT  NOT NULL,
     problem      VARCHAR NOT NULL,
     answer       VARCHAR,
+    domain       VARCHAR NOT NULL DEFAULT 'math',
     run_id       VARCHAR NOT NULL
 );
 
@@ -128,6 +135,8 @@ CREATE TABLE IF NOT EXISTS problem_shards (
 -- One row per (problem, model): samples in generations (purpose 'pass_rate', same params_hash).
 CREATE TABLE IF NOT EXISTS pass_rates (
     problem_id   VARCHAR NOT NULL,
+    domain       VARCHAR NOT NULL DEFAULT 'math',
+    verifier     VARCHAR,             -- the domain verifier and its version, e.g. "math@1 math-verify 0.9.0"
     model        VARCHAR NOT NULL,    -- models.<role>.name (e.g. small_model, an HF id)
     params_hash  VARCHAR NOT NULL,    -- r1_assets.engines.params_hash (model, sampling, prompt)
     k            INTEGER NOT NULL,    -- samples scored (error-free generations)
@@ -136,7 +145,7 @@ CREATE TABLE IF NOT EXISTS pass_rates (
     reference_status VARCHAR NOT NULL,-- ok | unparseable_reference | missing_reference | no_samples
     n_boxed      INTEGER,             -- samples that wrote \boxed{}
     n_last_number INTEGER,            -- samples whose answer came from the last-number fallback
-    n_unparseable_answer INTEGER,     -- samples with no extractable answer (count as wrong)
+    n_unparseable_answer INTEGER,     -- samples with no extractable answer or code (count as wrong)
     n_undecided  INTEGER,             -- verification timeout/error (count as wrong)
     shard        VARCHAR NOT NULL,
     run_id       VARCHAR NOT NULL
@@ -163,9 +172,14 @@ CREATE TABLE IF NOT EXISTS distillations (
 CREATE TABLE IF NOT EXISTS verified_distillations (
     generation_id   VARCHAR PRIMARY KEY,
     problem_id      VARCHAR NOT NULL,
-    correct         BOOLEAN,          -- math-verify's decision; NULL when it could not be decided
-    method          VARCHAR NOT NULL, -- math_verify | last_number (verification.lenient fallback) | none (no reference)
-    verdict         VARCHAR NOT NULL, -- correct | wrong | unparseable_reference | unparseable_answer | timeout | error
+    domain          VARCHAR NOT NULL DEFAULT 'math',
+    correct         BOOLEAN,          -- the domain verifier's decision; NULL when it could not be decided
+    -- math_verify | last_number (verification.lenient) | sandbox_tests | unsandboxed_tests | extract_code
+    -- | mcq_boxed | mcq_answer_is | mcq_last_letter | mcq_letter | score_answer | none (no reference)
+    method          VARCHAR NOT NULL,
+    verifier        VARCHAR,          -- the verifier and its version, e.g. "code@1 bwrap 0.8.0"
+    -- correct | wrong | unparseable_reference | unparseable_answer | timeout | error | no_code
+    verdict         VARCHAR NOT NULL,
     extracted_answer VARCHAR,
     format_ok       BOOLEAN NOT NULL,
     format_issues   VARCHAR[],        -- e.g. {unclosed_think, empty_reasoning, no_think, no_final_answer, truncated, repetition}
@@ -177,6 +191,26 @@ CREATE TABLE IF NOT EXISTS verified_distillations (
 );
 -- Stores created before `detail` existed.
 ALTER TABLE verified_distillations ADD COLUMN IF NOT EXISTS detail VARCHAR;
+-- Stores created before domains existed: every earlier row is math.
+ALTER TABLE raw_problems ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE raw_problems ADD COLUMN IF NOT EXISTS tests JSON;
+ALTER TABLE raw_problems ADD COLUMN IF NOT EXISTS choices JSON;
+ALTER TABLE unique_problems ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE duplicate_problems ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE benchmark_problems ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE clean_problems ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE pass_rates ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE pass_rates ADD COLUMN IF NOT EXISTS verifier VARCHAR;
+ALTER TABLE verified_distillations ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE verified_distillations ADD COLUMN IF NOT EXISTS verifier VARCHAR;
+
+-- What each clean problem is verified against, by domain: the answer, and from its raw row
+-- the tests (code), the choices (mcq) and the entry metadata (puzzle). pass_rates and
+-- verified_distillations both read it.
+CREATE OR REPLACE VIEW problem_references AS
+SELECT c.problem_id, coalesce(c.domain, 'math') AS domain, c.problem, c.answer, r.tests, r.choices, r.metadata
+FROM clean_problems c
+LEFT JOIN raw_problems r ON r.source = c.source AND r.source_row = c.source_row;
 
 -- Per-problem rollup of the verified teacher samples (one row per problem and teacher model).
 -- all_agree: every sample is decided and they are all correct or all wrong (Light-R1 stage 2
@@ -239,6 +273,7 @@ CREATE TABLE IF NOT EXISTS stage1_sft (
     problem_id    VARCHAR PRIMARY KEY,
     generation_id VARCHAR NOT NULL,   -- the chosen teacher sample (distillations.generation_id)
     source        VARCHAR NOT NULL,   -- clean_problems.source (the dedupe cluster's representative)
+    domain        VARCHAR NOT NULL DEFAULT 'math',
     messages      JSON NOT NULL,      -- [{"role":"user",...},{"role":"assistant","content":"<think>\n...\n</think>\n\n..."}]
     pass_rate     DOUBLE NOT NULL,    -- under difficulty.model, pooled over its pass_rates rows
     difficulty_band VARCHAR NOT NULL, -- splits.band_edges interval holding pass_rate, e.g. [0,0.25)
@@ -254,6 +289,7 @@ CREATE TABLE IF NOT EXISTS stage2_sft (
     problem_id    VARCHAR PRIMARY KEY,
     generation_id VARCHAR NOT NULL,   -- the same chosen sample as in stage1_sft
     source        VARCHAR NOT NULL,
+    domain        VARCHAR NOT NULL DEFAULT 'math',
     messages      JSON NOT NULL,
     pass_rate     DOUBLE NOT NULL,    -- under difficulty.model (stage 1)
     stage2_pass_rate DOUBLE NOT NULL, -- under splits.stage2_model
@@ -265,6 +301,9 @@ CREATE TABLE IF NOT EXISTS stage2_sft (
     n_wrong       INTEGER NOT NULL,
     run_id        VARCHAR NOT NULL
 );
+
+ALTER TABLE stage1_sft ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
+ALTER TABLE stage2_sft ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
 
 CREATE TABLE IF NOT EXISTS lineage (
     table_name   VARCHAR NOT NULL,

@@ -51,7 +51,7 @@ def unique_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
     for source in stale_sources(store, cfg.sources):
         metadata = collect_partition(r1, source, context.run.run_id, context.log)
         context.log_event(dg.AssetMaterialization(asset_key="raw_problems", partition=source.name, metadata=metadata))
-    rows = _configured_rows(store, "raw_problems", "source", names, ["problem_id", "source", "source_row", "problem", "answer"])
+    rows = _configured_rows(store, "raw_problems", "source", names, ["problem_id", "source", "source_row", "problem", "answer", "domain"])
     per_source = dict(rows.group_by("source").len().iter_rows()) if rows.height else {}
     context.log.info(f"deduplicating {rows.height:,} raw rows from {len(per_source)} sources")
 
@@ -153,13 +153,13 @@ def benchmark_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.
                       "error": None if n else f"0 usable rows of {collected.rows_read} read ({collected.rejected_by_reason()})"})
         context.log.info(f"benchmark '{bench.name}': {n} rows ({collected.rejected.height} rejected) from {collected.source_ref}")
         frames.append(collected.rows.select(
-            "problem_id", "problem", "answer", "source_ref", benchmark="source", benchmark_row="source_row",
+            "problem_id", "problem", "answer", "domain", "source_ref", benchmark="source", benchmark_row="source_row",
         ))
         rejected.append(collected.rejected)
     loads_frame = pl.DataFrame(loads, schema={"benchmark": pl.Utf8, "status": pl.Utf8, "row_count": pl.Int64,
                                               "rows_rejected": pl.Int64, "source_ref": pl.Utf8, "error": pl.Utf8})
     rows = pl.concat(frames) if frames else pl.DataFrame(schema={
-        "problem_id": pl.Utf8, "problem": pl.Utf8, "answer": pl.Utf8, "source_ref": pl.Utf8,
+        "problem_id": pl.Utf8, "problem": pl.Utf8, "answer": pl.Utf8, "domain": pl.Utf8, "source_ref": pl.Utf8,
         "benchmark": pl.Utf8, "benchmark_row": pl.Int64})
     store.replace_partition(
         "benchmark_problems",
@@ -241,7 +241,7 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
             " materialization (table benchmark_loads) for why they did not load. Refusing to decontaminate"
             " against fewer benchmarks than configured.",
         )
-    unique = store.query("SELECT problem_id, cluster_id, source, source_row, problem, answer FROM unique_problems")
+    unique = store.query("SELECT problem_id, cluster_id, source, source_row, problem, answer, domain FROM unique_problems")
     members = store.query(
         "SELECT DISTINCT ON (d.problem_id) d.problem_id, d.cluster_id, r.problem"
         " FROM duplicate_problems d JOIN raw_problems r USING (source, source_row)"
@@ -254,7 +254,7 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
     run_id = context.run.run_id
     store.replace_partition(
         "clean_problems",
-        out.clean.select("problem_id", "source", "source_row", "problem", "answer").with_columns(run_id=pl.lit(run_id)),
+        out.clean.select("problem_id", "source", "source_row", "problem", "answer", "domain").with_columns(run_id=pl.lit(run_id)),
         where=None,
         lineage=Lineage(
             run_id=run_id,

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from dagster_project.metadata import counts_markdown, markdown_table, table_metadata
+from dagster_project.metadata import counts_markdown, markdown_table, sandbox_warning, table_metadata
 from dagster_project.partitions import shard_partitions
 from dagster_project.resources import GPU_OP_TAGS, GPU_POOL, EngineResource, R1Resource
 from r1_assets import difficulty
@@ -40,6 +40,8 @@ def pass_rates(context: dg.AssetExecutionContext, r1: R1Resource, engine: Engine
                 pl.DataFrame({"band": list(result["bands"]), "problems": list(result["bands"].values())}), max_rows=50)),
             "reference_status": dg.MetadataValue.md(counts_markdown(result["reference_status"], key="status", value="problems")),
             "mean_pass_rate": dg.MetadataValue.float(round(result["mean_pass_rate"], 4)),
+            "domains": dg.MetadataValue.md(counts_markdown(result["domains"], key="domain", value="problems")),
+            **sandbox_warning(r1.pipeline().verification),
             "samples_boxed_share": dg.MetadataValue.float(round(result["boxed_share"], 4)),
             "samples_last_number_share": dg.MetadataValue.float(round(result["last_number_share"], 4)),
             "model": dg.MetadataValue.text(result["model"]),

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from dagster_project.metadata import counts_markdown, table_metadata
+from dagster_project.metadata import counts_markdown, sandbox_warning, table_metadata
 from dagster_project.partitions import shard_partitions
 from dagster_project.resources import DUCKDB_POOL, GPU_OP_TAGS, GPU_POOL, EngineResource, R1Resource
 from r1_assets import distillation
@@ -122,6 +122,9 @@ def verified_distillations(context: dg.AssetExecutionContext, r1: R1Resource, en
             "unparseable_reference_share": dg.MetadataValue.float(round(shares["unparseable_reference"], 4)),
             "timeout_share": dg.MetadataValue.float(round(shares["timeout"], 4)),
             "truncated_share": dg.MetadataValue.float(round(shares["truncated"], 4)),
+            "domains": dg.MetadataValue.md(counts_markdown(result["domains"], key="domain", value="samples")),
+            "verifiers": dg.MetadataValue.md(counts_markdown(result["verifiers"], key="verifier", value="samples")),
+            **sandbox_warning(vcfg),
         },
         check_results=checks,
     )

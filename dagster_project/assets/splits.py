@@ -167,7 +167,7 @@ def curation_report(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
         lengths = execute_named_query(con, "token_lengths")
         contamination = execute_named_query(con, "contamination_report")
         failures = execute_named_query(con, "verification_failures")
-    per_source = funnel.filter(pl.col("source") != "(all)")
+    per_source = funnel.filter(~pl.col("source").str.starts_with("(all"))
     total = funnel.filter(pl.col("source") == "(all)")
     width = float(length_hist["bin_end"][0] - length_hist["bin_start"][0]) if length_hist.height else 1.0
     difficulty_models = model_ids(cfg, cfg.difficulty.model)
@@ -186,7 +186,9 @@ def curation_report(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
     return dg.MaterializeResult(
         metadata={
             **{name: dg.MetadataValue.md(png_markdown(png, name)) for name, png in charts.items()},
-            "yield_funnel": dg.MetadataValue.md(markdown_table(total.drop("source"), max_rows=20)),
+            "yield_funnel": dg.MetadataValue.md(markdown_table(total.drop("source", "domain"), max_rows=20)),
+            "yield_funnel_by_domain": dg.MetadataValue.md(markdown_table(
+                funnel.filter(pl.col("source").str.starts_with("(all ")).drop("source"), max_rows=60)),
             "token_lengths": dg.MetadataValue.md(markdown_table(lengths, max_rows=50)),
             "contamination": dg.MetadataValue.md(markdown_table(contamination, max_rows=50, max_chars=60)),
             "verification_failures": dg.MetadataValue.md(markdown_table(failures, max_rows=50)),

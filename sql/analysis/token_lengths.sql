@@ -1,17 +1,18 @@
--- Token length distribution of teacher distillations, by teacher model and verified correctness.
--- One row per (model, correctness): sample count and length quantiles. Long correct traces
+-- Token length distribution of teacher distillations, by teacher model, domain and verified correctness.
+-- One row per (model, domain, correctness): sample count and length quantiles. Long correct traces
 -- cost training context; a wrong class much longer than the correct one usually means
 -- truncation or repetition (see verification_failures).
 --
 -- @param model VARCHAR: only this teacher model (default: every model)
 --
--- Columns: model, correctness (correct | wrong | undecided | unverified), samples,
+-- Columns: model, domain, correctness (correct | wrong | undecided | unverified), samples,
 --   truncated (finish_reason <> 'stop'), mean_tokens, p10_tokens, p50_tokens, p90_tokens, max_tokens
 -- Speed: one join; the three quantiles come from one quantile_disc call (one sort per group).
-SELECT model, correctness, samples, truncated, mean_tokens,
+SELECT model, domain, correctness, samples, truncated, mean_tokens,
        q[1] AS p10_tokens, q[2] AS p50_tokens, q[3] AS p90_tokens, max_tokens
 FROM (
     SELECT d.model,
+           coalesce(v.domain, c.domain, 'math') AS domain,
            CASE WHEN v.generation_id IS NULL THEN 'unverified'
                 WHEN v.correct THEN 'correct'
                 WHEN NOT v.correct THEN 'wrong'
@@ -23,7 +24,8 @@ FROM (
            max(d.n_tokens) AS max_tokens
     FROM distillations d
     LEFT JOIN verified_distillations v USING (generation_id)
+    LEFT JOIN clean_problems c ON c.problem_id = d.problem_id
     WHERE getvariable('model') IS NULL OR d.model = getvariable('model')
     GROUP BY ALL
 )
-ORDER BY model, correctness
+ORDER BY model, domain, correctness

@@ -4,7 +4,7 @@
 -- @param user_message VARCHAR: splits.user_message; problem = the problem text, else the teacher's prompt
 --
 -- Columns: those of stage1_sft without run_id.
-SELECT s.problem_id, s.generation_id, s.source,
+SELECT s.problem_id, s.generation_id, s.source, s.domain,
        to_json([
            {'role': 'user', 'content': CASE WHEN $user_message = 'problem' THEN c.problem ELSE d.prompt END},
            {'role': 'assistant',

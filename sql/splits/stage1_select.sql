@@ -12,6 +12,9 @@
 -- @param band_labels VARCHAR[]: the label of each band (r1_assets.splits.band_labels)
 -- @param max_per_source BIGINT: splits.max_per_source (a huge number when unset)
 -- @param max_per_band BIGINT: splits.max_per_band (a huge number when unset)
+-- @param cap_domains VARCHAR[]: the domains of splits.caps_per_domain
+-- @param domain_caps BIGINT[]: their caps, in the same order
+-- @param no_cap BIGINT: the cap of a domain not in caps_per_domain (a huge number)
 --
 -- Speed (1M generations): one join of the generation-sized tables, aggregated per problem
 -- (counts and the chosen sample together); the cap windows only see the narrow eligible rows.
@@ -36,7 +39,7 @@ samples AS (
     GROUP BY problem_id
 ),
 classified AS (
-    SELECT c.problem_id, c.source, dif.pass_rate,
+    SELECT c.problem_id, c.source, c.domain, dif.pass_rate,
            list_extract($band_labels, 1 + len(list_filter($band_inner_edges, lambda e: dif.pass_rate >= e)))
                AS difficulty_band,
            s.n_samples, s.n_correct, s.n_wrong, s.generation_id,
@@ -52,19 +55,23 @@ classified AS (
 ),
 by_source AS (
     SELECT problem_id, difficulty_band, md5($seed::VARCHAR || ':cap:' || problem_id) AS cap_key,
-           row_number() OVER (PARTITION BY source ORDER BY cap_key) AS source_rank
+           row_number() OVER (PARTITION BY source ORDER BY cap_key) AS source_rank,
+           row_number() OVER (PARTITION BY domain ORDER BY cap_key) AS domain_rank,
+           coalesce($domain_caps[list_position($cap_domains, domain)], $no_cap) AS domain_cap
     FROM classified WHERE outcome = 'eligible'
 ),
 by_band AS (
-    SELECT problem_id, source_rank,
-           CASE WHEN source_rank <= $max_per_source THEN
-                row_number() OVER (PARTITION BY difficulty_band, source_rank <= $max_per_source ORDER BY cap_key)
+    SELECT problem_id, source_rank, domain_rank, domain_cap,
+           CASE WHEN source_rank <= $max_per_source AND domain_rank <= domain_cap THEN
+                row_number() OVER (PARTITION BY difficulty_band, source_rank <= $max_per_source AND domain_rank <= domain_cap
+                                   ORDER BY cap_key)
            END AS band_rank
     FROM by_source
 )
 SELECT c.* EXCLUDE (outcome),
        CASE WHEN c.outcome <> 'eligible' THEN c.outcome
             WHEN b.source_rank > $max_per_source THEN 'capped_by_source'
+            WHEN b.domain_rank > b.domain_cap THEN 'capped_by_domain'
             WHEN b.band_rank > $max_per_band THEN 'capped_by_band'
             ELSE 'selected' END AS outcome
 FROM classified c LEFT JOIN by_band b USING (problem_id)

@@ -104,7 +104,7 @@ def bench_vllm(args, root: Path, problems: pl.DataFrame, model_dir: Path) -> dic
         print(f"vllm: model loaded in {engine.load_seconds:.1f}s", flush=True)
         llm.chat([[{"role": "user", "content": "Say hi."}]] * 8, SamplingParams(max_tokens=16), use_tqdm=False)  # warm-up
         reqs = requests(cfg, problems)
-        messages = [[{"role": "user", "content": render_prompt(cfg.difficulty.prompt_template, prompts[pid])}] for pid, _ in reqs]
+        messages = [[{"role": "user", "content": render_prompt(cfg.difficulty.prompt_templates.math, prompts[pid])}] for pid, _ in reqs]
         params = [SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=seed) for _, seed in reqs]
         t0 = time.monotonic()
         outs = llm.chat(messages, params, use_tqdm=False)
@@ -141,7 +141,7 @@ async def raw_http(base_url: str, cfg, problems: pl.DataFrame, concurrency: int)
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
         async def one(pid: str, seed: int) -> int:
             async with sem:
-                body = {"model": "small", "messages": [{"role": "user", "content": render_prompt(cfg.difficulty.prompt_template, prompts[pid])}],
+                body = {"model": "small", "messages": [{"role": "user", "content": render_prompt(cfg.difficulty.prompt_templates.math, prompts[pid])}],
                         "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens, "seed": seed}
                 resp = await client.post(f"{base_url}/chat/completions", json=body)
                 return resp.json()["usage"]["completion_tokens"]
@@ -173,7 +173,7 @@ def bench_http(args, root: Path, problems: pl.DataFrame, model_dir: Path) -> dic
             store = new_store(root, f"http-engine-{i}", problems, model_dir, args.problems)
             t0 = time.monotonic()
             with open_engine(cfg.model("small"), store.home) as engine:
-                stats = run_generation(store, engine, difficulty.PURPOSE, problems, d.sampling, d.prompt_template,
+                stats = run_generation(store, engine, difficulty.PURPOSE, problems, d.sampling, d.prompt_templates,
                                        shard="shard-00000", run_id="bench")
             seconds = time.monotonic() - t0
             totals["engine"][0] += stats.generated_tokens

@@ -98,7 +98,7 @@ def run(args) -> dict:
             asset_s = time.monotonic() - t0
             dcfg = cfg.difficulty
             report["pass_rates"] = side_by_side("pass_rates", tokens, asset_s,
-                                                raw_chat(engine.llm, problems, dcfg.sampling, dcfg.prompt_template))
+                                                raw_chat(engine.llm, problems, dcfg.sampling, dcfg.prompt_templates.math))
         with open_engine(cfg.model(cfg.distillation.model), store.home) as teacher:
             report["engines_shared"] = teacher is engine
             t0, tokens, selected = time.monotonic(), 0, []
@@ -110,7 +110,7 @@ def run(args) -> dict:
             tcfg = cfg.distillation
             report["distillations"] = side_by_side("distillations", tokens, asset_s,
                                                    raw_chat(teacher.llm, pl.concat(selected), tcfg.sampling,
-                                                            tcfg.prompt_template))
+                                                            tcfg.prompt_templates.math))
     print(json.dumps(report, indent=2))
     return report
 

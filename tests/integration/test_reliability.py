@@ -259,7 +259,7 @@ def test_pass_rates_killed_mid_run_then_rematerialized_equals_a_clean_run(tmp_pa
         # batch_size 4: a checkpoint every 4 samples, so the kill lands between checkpoints.
         "models": {"small": {"name": "small_model", "dtype": "auto", "enforce_eager": True,
                              "max_model_len": 512, "batch_size": 4}},
-        "difficulty": {"model": "small", "shard_size": 100, "prompt_template": "{problem}",
+        "difficulty": {"model": "small", "shard_size": 100, "prompt_templates": {"math": "{problem}"},
                        "sampling": {"n": n, "temperature": 0.7, "top_p": 0.95, "max_tokens": 32, "seed": 0}},
         "verification": {"workers": 1},
     }))

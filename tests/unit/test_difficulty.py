@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from r1_assets.config import VerificationConfig
 from r1_assets.difficulty import assign_shards, band_counts, histogram_markdown, score_pass_rates, sync_shards
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
@@ -91,7 +92,7 @@ def test_score_pass_rates_with_math_verify():
                          "error": "HTTP 500" if pid == "failed" else None})
     samples = pl.DataFrame(rows, schema={"problem_id": pl.String, "sample_idx": pl.Int32, "text": pl.String, "error": pl.String})
     rates = score_pass_rates(problems, samples, model="m", params_hash="h", k=4, shard="s", run_id="r",
-                             timeout_s=5, workers=2, lenient=True)
+                             verification=VerificationConfig(timeout_s=5, workers=2), lenient=True)
     by = {r["problem_id"]: r for r in rates.iter_rows(named=True)}
     assert by["easy"]["reference_status"] == "ok"
     assert by["easy"]["n_correct"] == 2 and by["easy"]["pass_rate"] == 0.5  # boxed + last-number fallback
@@ -139,7 +140,7 @@ def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_m
                              "max_model_len": 1024, "batch_size": 40}},
         "difficulty": {"model": "small", "shard_size": 5,
                        "sampling": {"n": 4, "temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": 0},
-                       "prompt_template": "{problem}"},
+                       "prompt_templates": {"math": "{problem}"}},
         "verification": {"workers": 2},
     })
     store = Store(r1_home)

@@ -9,14 +9,9 @@ import polars as pl
 import pytest
 
 from r1_assets.config import VerificationConfig
-from r1_assets.distillation import (
-    DISTILLATION_SCHEMA,
-    format_issues,
-    has_degenerate_repetition,
-    materialize_verified,
-    parse_judge_verdict,
-    split_reasoning,
-)
+from r1_assets.distillation import DISTILLATION_SCHEMA, materialize_verified
+from r1_assets.verification.format import format_issues, has_degenerate_repetition, split_reasoning
+from r1_assets.verification.judge import parse_judge_verdict
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
 from tests.model_support import link_small_model

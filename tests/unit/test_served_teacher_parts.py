@@ -117,7 +117,7 @@ def test_cluster_profile_follows_r1_usage_recommendations():
     cfg = load_config(__import__("r1_assets").__path__[0] + "/defaults/cluster.yaml")
     s = cfg.distillation.sampling
     assert (s.temperature, s.top_p, s.max_tokens) == (0.6, 0.95, 32768)
-    assert render_prompt(cfg.distillation.prompt_template, "What is 1+1?") == (
+    assert render_prompt(cfg.distillation.prompt_templates.math, "What is 1+1?") == (
         "What is 1+1?\nPlease reason step by step, and put your final answer within \\boxed{}.")
 
 

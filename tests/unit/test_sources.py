@@ -168,3 +168,8 @@ def test_packaged_default_config_loads(monkeypatch):
     for src in cfg.sources:
         if src.kind == "file":
             assert cfg.resolve_path(src.path).is_file()
+    assert {s.kind for s in cfg.sources} == {"reasoning_gym", "file"}
+    # Three domains offline: the code source is the file packaged beside the config.
+    assert {s.domain for s in cfg.sources} == {"math", "code", "puzzle"}
+    code = collect_source(next(s for s in cfg.sources if s.domain == "code"), cfg)
+    assert code.rows.height == 8 and code.rejected.height == 0 and code.rows["tests"].null_count() == 0

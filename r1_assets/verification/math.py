@@ -1,4 +1,4 @@
-"""Answer verification with math-verify, Open-R1's extraction settings, in a hang-proof process pool.
+"""Math answers: math-verify with Open-R1's extraction settings, in the hang-proof process pool.
 
 ``verify_batch(pairs)`` scores (prediction_text, reference_answer) pairs and never hangs:
 
@@ -22,50 +22,28 @@ cannot be parsed is never counted as correct or wrong (open-r1 issue 293: it use
 from __future__ import annotations
 
 import json
-import logging
-import multiprocessing as mp
-import os
+
 import re
 import signal
-import time
-from collections import deque
-from dataclasses import dataclass
-from multiprocessing.connection import wait
-from typing import Literal
 
-log = logging.getLogger(__name__)
+from r1_assets.verification.pool import run_pool
+from r1_assets.verification.result import VerifyResult
 
-Verdict = Literal["correct", "wrong", "unparseable_reference", "unparseable_answer", "timeout", "error"]
-VERDICTS: tuple[str, ...] = ("correct", "wrong", "unparseable_reference", "unparseable_answer", "timeout", "error")
+# Bumped when extraction or comparison changes, so stored verdicts say which rules made them.
+VERSION = "math@1"
 
 # Extra seconds the parent waits beyond timeout_s before killing a worker: the in-worker alarm
 # normally fires first; the kill is for code the alarm cannot interrupt.
 KILL_MARGIN_S = 3.0
-# A worker that has not imported math-verify after this long is stuck (or the machine is
-# overloaded beyond use); it is killed and counted as a start failure.
-STARTUP_TIMEOUT_S = 120.0
 # Stored extracted answers are cut to this many characters (a pathological answer can be huge).
 MAX_EXTRACTED_CHARS = 500
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    verdict: Verdict
-    # True/False only when the verdict is correct/wrong; None when nothing was decided.
-    correct: bool | None
-    # The prediction's extracted answer as text (math-verify's string match), when one was found.
-    extracted_answer: str | None = None
-    detail: str | None = None
-    # How the prediction's answer was found: "math_verify" (Open-R1 extraction) or
-    # "last_number" (lenient fallback); None when no answer was extracted.
-    method: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
 # Reference answers
 
 
-_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 _LATEX_ANCHORS = ("\\boxed", "$", "\\(", "\\[")
 
 
@@ -130,7 +108,11 @@ def _configs() -> dict:
     if _CONFIGS is None:
         import math_verify.grader
         import math_verify.parser
-        from math_verify import ExprExtractionConfig, LatexExtractionConfig, LatexNormalizationConfig
+        from math_verify import (
+            ExprExtractionConfig,
+            LatexExtractionConfig,
+            LatexNormalizationConfig,
+        )
 
         # We enforce one alarm per sample ourselves; silence the "timeout disabled" warning.
         math_verify.parser.TIMEOUT_WARNING_SHOWN = True
@@ -164,7 +146,7 @@ def _last_number(text: str) -> str | None:
     return numbers[-1].replace(",", "") if numbers else None
 
 
-def _judge(prediction: str, reference: str, lenient: bool) -> VerifyResult:
+def _math_verdict(prediction: str, reference: str, lenient: bool) -> VerifyResult:
     """Verify one pair. Call only on a process's main thread inside the sample alarm."""
     from math_verify import ExprExtractionConfig, parse, verify
 
@@ -200,7 +182,7 @@ def verify_one(prediction: str, reference: str, timeout_s: int = 5, lenient: boo
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(max(1, int(timeout_s)))
     try:
-        return _judge(prediction, reference, lenient)
+        return _math_verdict(prediction, reference, lenient)
     except _SampleTimeout:
         return VerifyResult("timeout", None, detail=f"verification exceeded {timeout_s}s")
     except Exception as err:  # noqa: BLE001 - one bad sample must not stop a batch
@@ -210,65 +192,10 @@ def verify_one(prediction: str, reference: str, timeout_s: int = 5, lenient: boo
         signal.signal(signal.SIGALRM, previous)
 
 
-def _worker_main(conn, timeout_s: int, lenient: bool) -> None:
-    # The parent handles Ctrl-C; a worker must not die mid-message on it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def warm_up() -> None:
+    """Import math-verify and build its configs in a worker before it takes tasks."""
     _configs()
-    import math_verify  # noqa: F401 - import before announcing readiness, so deadlines exclude it
-
-    conn.send(("ready", None))
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        idx, prediction, reference = task
-        conn.send((idx, verify_one(prediction, reference, timeout_s, lenient)))
-
-
-# --------------------------------------------------------------------------------------------
-# The pool (parent side).
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _context():
-    # forkserver: workers fork from a clean server that preloaded math-verify/sympy, so a
-    # replacement for a killed worker starts in milliseconds, and we never fork a threaded
-    # parent (Dagster runs threads).
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["r1_assets.verification", "math_verify", "sympy"])
-    return ctx
-
-
-class _Worker:
-    def __init__(self, ctx, timeout_s: int, lenient: bool):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, timeout_s, lenient), daemon=True)
-        self.proc.start()
-        child.close()
-        self.ready = False
-        self.task: int | None = None
-        self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
-
-    def stop(self, kill: bool = False) -> None:
-        if not kill and self.proc.is_alive():
-            try:
-                self.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-            self.proc.join(1.0)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5.0)
-        self.conn.close()
+    import math_verify  # noqa: F401
 
 
 def verify_batch(
@@ -283,90 +210,12 @@ def verify_batch(
     ``workers`` defaults to the cores this process may use. ``progress(done, total)`` is called
     now and then for logging. A sample that hangs becomes ``timeout``; a crash becomes ``error``.
     """
-    pairs = list(pairs)
-    total = len(pairs)
-    if total == 0:
-        return []
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-    n_workers = max(1, min(workers or default_workers(), total))
-    hard_limit = timeout_s + KILL_MARGIN_S
-    ctx = _context()
-    results: list[VerifyResult | None] = [None] * total
-    pending = deque(range(total))
-    pool = [_Worker(ctx, timeout_s, lenient) for _ in range(n_workers)]
-    done = 0
-    next_report = time.monotonic() + 10.0
-
-    startup_failures = 0
-
-    def replace(worker: _Worker) -> None:
-        nonlocal startup_failures
-        if not worker.ready:
-            # A worker that dies before announcing readiness will keep dying: stop, do not loop.
-            startup_failures += 1
-            if startup_failures >= 3:
-                raise RuntimeError(
-                    f"verification workers exit on start (exit code {worker.proc.exitcode}); "
-                    "see the worker traceback above"
-                )
-        worker.stop(kill=True)
-        pool[pool.index(worker)] = _Worker(ctx, timeout_s, lenient)
-
-    try:
-        while done < total:
-            for worker in pool:
-                if worker.ready and worker.task is None and pending:
-                    idx = pending.popleft()
-                    prediction, reference = pairs[idx]
-                    worker.conn.send((idx, prediction or "", reference or ""))
-                    worker.task = idx
-                    worker.deadline = time.monotonic() + hard_limit
-            watched = [w for w in pool if w.task is not None or not w.ready]
-            wake = min((w.deadline for w in watched), default=time.monotonic() + hard_limit)
-            handles = [w.conn for w in pool] + [w.proc.sentinel for w in pool]
-            ready = set(wait(handles, timeout=max(0.0, wake - time.monotonic())))
-            for worker in list(pool):
-                if worker.conn in ready:
-                    try:
-                        tag, payload = worker.conn.recv()
-                    except (EOFError, OSError):
-                        tag = None
-                    if tag is None:  # the worker died while we were reading
-                        if worker.task is not None:
-                            results[worker.task] = VerifyResult("error", None, detail="verification worker crashed")
-                            done += 1
-                        replace(worker)
-                    elif tag == "ready":
-                        worker.ready = True
-                    else:
-                        results[tag] = payload
-                        worker.task = None
-                        done += 1
-                elif worker.proc.sentinel in ready:
-                    code = worker.proc.exitcode
-                    if worker.task is not None:
-                        results[worker.task] = VerifyResult(
-                            "error", None, detail=f"verification worker exited with code {code}"
-                        )
-                        done += 1
-                    replace(worker)
-                elif not worker.ready and time.monotonic() > worker.deadline:
-                    log.warning("a verification worker did not start within %.0fs; replacing it", STARTUP_TIMEOUT_S)
-                    replace(worker)
-                elif worker.task is not None and time.monotonic() > worker.deadline:
-                    log.warning("verification of sample %d hung past %.0fs; killing its worker", worker.task, hard_limit)
-                    results[worker.task] = VerifyResult(
-                        "timeout", None, detail=f"worker killed after {hard_limit:.0f}s (alarm could not interrupt)"
-                    )
-                    done += 1
-                    replace(worker)
-            if progress is not None and time.monotonic() >= next_report:
-                progress(done, total)
-                next_report = time.monotonic() + 10.0
-    finally:
-        for worker in pool:
-            worker.stop()
-    if progress is not None:
-        progress(done, total)
-    return results  # type: ignore[return-value]
+    tasks = [(prediction or "", reference or "") for prediction, reference in pairs]
+    return run_pool(
+        tasks, "r1_assets.verification.math:verify_one", hard_limit_s=timeout_s + KILL_MARGIN_S,
+        handler_kwargs={"timeout_s": timeout_s, "lenient": lenient},
+        warmup="r1_assets.verification.math:warm_up", preload=["r1_assets.verification.math", "math_verify", "sympy"],
+        workers=workers, progress=progress,
+    )
