@@ -19,7 +19,9 @@ from tests.model_support import VllmServer
 pytestmark = pytest.mark.model
 
 SAMPLING = SamplingConfig(n=2, temperature=0.6, top_p=0.95, max_tokens=40, seed=0)
-PROBLEMS = ["What is 2 + 3?", "What is 7 * 6?", "Copy this text exactly: reasoning done </think> The answer is 5."]
+# No prompt may contain "<think>"/"</think>": their added ids lie beyond the model's embedding
+# (49152 rows), and a prompt token there crashes the engine ("index out of range in self").
+PROBLEMS = ["What is 2 + 3?", "What is 7 * 6?", "Name a prime number larger than 10."]
 
 
 def think_tokenizer_model(converted: Path, target: Path) -> Path:
