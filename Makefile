@@ -14,7 +14,7 @@ export VLLM_CACHE_ROOT ?= $(R1_HOME)/cache/vllm
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run ui sql test test-fast quality bench clean dagster-home
+.PHONY: setup run ui sql test test-fast quality bench clean dagster-home sandbox
 
 setup: $(VENV)/.installed
 
@@ -40,8 +40,15 @@ dagster-home:
 	@$(BIN)/python -m dagster_project.pools >/dev/null
 
 # The main job: every stage of the chain on the embedded default (or $R1_CONFIG).
-run: setup dagster-home
+run: setup dagster-home sandbox
 	$(BIN)/python -m dagster_project.pipeline
+
+# Code problems are verified in Debian's bubblewrap sandbox (r1_assets/verification/code.py);
+# the embedded default has a code source, so `make run` needs it. Installed when missing (root).
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  { echo "bubblewrap (bwrap) is missing: install the Debian package 'bubblewrap' to verify code problems" >&2; exit 1; }; }
 
 # The Dagster UI on the same R1_HOME and Dagster instance.
 ui: setup dagster-home
