@@ -160,8 +160,7 @@ def cli_init_sql(store: Store) -> str:
         store.open_reader().close()
         kinds = ["ducklake"] + ([store.catalog_kind] if store.catalog_kind != "duckdb" else [])
         lines.append("SET autoinstall_known_extensions = false;")
-        for kind, path in zip(kinds, extension_files(kinds)):
-            lines.append(f"INSTALL {sql_literal(str(path))};")
+        lines += [f"INSTALL {sql_literal(str(path))};" for path in extension_files(kinds)]
         lines += [f"LOAD {load_name(kind)};" for kind in kinds]
         lines.append(store.attach_sql(read_only=True) + ";")
     else:

@@ -75,7 +75,7 @@ class SourceConfig(_Section):
         return data
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> "SourceConfig":
+    def _kind_fields(self) -> SourceConfig:
         needed = {"file": "path", "hf": "dataset", "reasoning_gym": "task"}[self.kind]
         if getattr(self, needed) in (None, ""):
             raise ValueError(f"kind '{self.kind}' needs key '{needed}'")
@@ -127,7 +127,7 @@ class DedupeConfig(_Section):
     pair_chunk: int = Field(default=65_536, gt=0)
 
     @model_validator(mode="after")
-    def _bands_fit(self) -> "DedupeConfig":
+    def _bands_fit(self) -> DedupeConfig:
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands*rows ({self.bands}*{self.rows}) exceeds num_perm ({self.num_perm})")
         return self
@@ -215,7 +215,7 @@ class DecontaminationConfig(_Section):
     labelled_set: str | None = None
 
     @model_validator(mode="after")
-    def _methods_valid(self) -> "DecontaminationConfig":
+    def _methods_valid(self) -> DecontaminationConfig:
         if not self.methods:
             raise ValueError("methods: enable at least one of ngram, digit_stripped, minhash, semantic")
         if len(set(self.methods)) != len(self.methods):
@@ -344,7 +344,7 @@ class DistillationConfig(_Section):
     band: tuple[float, float] = (0.0, 1.0)
 
     @model_validator(mode="after")
-    def _band_ordered(self) -> "DistillationConfig":
+    def _band_ordered(self) -> DistillationConfig:
         lo, hi = self.band
         if not 0 <= lo <= hi <= 1:
             raise ValueError(f"band must satisfy 0 <= low <= high <= 1, got {list(self.band)}")
@@ -448,7 +448,7 @@ class SplitsConfig(_Section):
     band_edges: list[float] = [0.0, 0.25, 0.5, 0.75, 1.0]
 
     @model_validator(mode="after")
-    def _edges_increase(self) -> "SplitsConfig":
+    def _edges_increase(self) -> SplitsConfig:
         e = self.band_edges
         if len(e) < 2 or any(b <= a for a, b in zip(e, e[1:])) or e[0] != 0 or e[-1] != 1:
             raise ValueError(f"band_edges must increase from 0 to 1, got {e}")
@@ -469,7 +469,7 @@ class ExportConfig(_Section):
     hub_token_env: str = "HF_TOKEN"
 
     @model_validator(mode="after")
-    def _hub_repo_when_pushing(self) -> "ExportConfig":
+    def _hub_repo_when_pushing(self) -> ExportConfig:
         if self.push_to_hub and not self.hub_repo:
             raise ValueError("push_to_hub needs key 'hub_repo' (owner/name)")
         if self.push_to_hub and "hf" not in self.formats:
@@ -501,7 +501,7 @@ class StorageConfig(_Section):
     data_path: str = "lake/data/"
 
     @model_validator(mode="after")
-    def _no_password(self) -> "StorageConfig":
+    def _no_password(self) -> StorageConfig:
         if self.catalog.startswith("postgres:") and re.search(r"password\s*=", self.catalog, re.IGNORECASE):
             raise ValueError("catalog: do not put the password in the connection string; set PGPASSWORD")
         return self
@@ -530,7 +530,7 @@ class PipelineConfig(_Section):
     base_dir: str = "."
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "PipelineConfig":
+    def _unique_names(self) -> PipelineConfig:
         # Benchmarks are only matched on their text; sources are verified, so they need references.
         for src in self.sources:
             if src.domain == "code" and not src.tests:

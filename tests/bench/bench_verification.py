@@ -74,8 +74,8 @@ def main() -> None:
         results, seconds = run(mode, pairs, args.timeout)
         rate = len(pairs) / seconds
         baseline = baseline or rate
-        labelled = [(r, l) for r, l in zip(results, labels) if l is not None]
-        agree = sum((r.correct is True) == l for r, l in labelled) / len(labelled)
+        labelled = [(r, label) for r, label in zip(results, labels) if label is not None]
+        agree = sum((r.correct is True) == label for r, label in labelled) / len(labelled)
         timeouts = sum(r.verdict == "timeout" for r in results)
         rows.append((mode, seconds, rate, rate / baseline, agree, timeouts))
         print(f"{mode}: {seconds:.1f}s, {rate:.1f} samples/s, x{rate / baseline:.2f}, agreement {agree:.4f}, "

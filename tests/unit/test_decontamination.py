@@ -249,7 +249,8 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
         assert unique + dups == raw and dups > 0
         assert q("SELECT benchmark, status, row_count FROM benchmark_loads ORDER BY 1") == [("amc23", "loaded", 40), ("math500", "loaded", 500)]
         hits = dict(q("SELECT benchmark, count(DISTINCT problem_id) FROM contamination GROUP BY 1"))
-        assert hits["math500"] > 100 and hits["amc23"] > 0
+        # Real copies only (the precision defaults; Open-R1's any-8-gram rule flagged >100 here).
+        assert hits["math500"] >= 15 and hits["amc23"] > 0
         clean = q("SELECT count(*) FROM clean_problems")[0][0]
         flagged = q("SELECT count(DISTINCT problem_id) FROM contamination")[0][0]
         assert clean == unique - flagged
