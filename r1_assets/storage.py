@@ -206,6 +206,10 @@ def primary_keys(schema: str) -> dict[str, list[str]]:
     return keys
 
 
+# Lakes whose schema this process has applied: (catalog, data_path, hash of schema.sql).
+_LAKE_SCHEMAS_APPLIED: set[tuple[str, str, int]] = set()
+
+
 class Store:
     def __init__(
         self,
@@ -256,7 +260,7 @@ class Store:
     # -- connections -----------------------------------------------------------------
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; the schema is ensured on every writable one."""
+        """A short-lived connection; the schema is ensured on writable ones (on a lake once per process)."""
         if self.snapshot_id is not None and not read_only:
             raise StorageError(f"{self.location} is opened as of snapshot {self.snapshot_id}: read-only")
         if read_only:
@@ -267,10 +271,14 @@ class Store:
         try:
             if not read_only:
                 schema = (SQL_DIR / "schema.sql").read_text()
-                if self.is_lake:
-                    self._retry_locked(lambda: _in_transaction(con, lake_schema_sql(schema)))
-                else:
+                if not self.is_lake:
                     con.execute(schema)
+                elif (key := (self.catalog, self.data_path, hash(schema))) not in _LAKE_SCHEMAS_APPLIED:
+                    # Once per process: on a lake the DDL is a catalog commit (its views are
+                    # replaced), which would add a snapshot to every write and queue each
+                    # connection behind other writers' commits.
+                    self._retry_locked(lambda: _in_transaction(con, lake_schema_sql(schema)))
+                    _LAKE_SCHEMAS_APPLIED.add(key)
             yield con
         finally:
             con.close()
@@ -426,6 +434,22 @@ class Store:
         """
         partition = "|".join(f"{k}={v}" for k, v in (where or {}).items())
         writes = {table: (frame, where), **(extra or {})}
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            for name, (data, data_where) in writes.items():
+                clause, params = where_clause(data_where)
+                con.execute(f"DELETE FROM {quote_ident(name)}{clause}", params)
+                _insert(con, name, data)
+
+        self._commit_with_lineage(write, table, partition, lineage, frame.height)
+        return frame.height
+
+    def record_lineage(self, table: str, lineage: Lineage, row_count: int, partition: str = "") -> None:
+        """A lineage row for something that is no table here (e.g. the converted model folder)."""
+        self._commit_with_lineage(lambda con: None, table, partition, lineage, row_count)
+
+    def _commit_with_lineage(self, write, table: str, partition: str, lineage: Lineage, row_count: int) -> None:
+        """``write`` plus its lineage row in one transaction; on a lake the row then gets its snapshot id."""
         created_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         lineage_row = pl.DataFrame(
             {
@@ -433,22 +457,19 @@ class Store:
                 "partition": [partition],
                 "run_id": [lineage.run_id],
                 "inputs": [json.dumps(lineage.inputs, sort_keys=True, default=str)],
-                "row_count": [frame.height],
+                "row_count": [row_count],
                 "params": [lineage_params_json(lineage.params)],
                 "code_version": [code_version()],
                 "created_at": [created_at],
             }
         )
 
-        def write(con: duckdb.DuckDBPyConnection) -> None:
-            for name, (data, data_where) in writes.items():
-                clause, params = where_clause(data_where)
-                con.execute(f"DELETE FROM {quote_ident(name)}{clause}", params)
-                _insert(con, name, data)
+        def write_recorded(con: duckdb.DuckDBPyConnection) -> None:
+            write(con)
             _insert(con, "lineage", lineage_row)
 
         try:
-            _, snapshot = self._commit(write)
+            _, snapshot = self._commit(write_recorded)
             if snapshot is not None:
                 # The snapshot id is known only once committed; recording it is its own commit.
                 self._commit(lambda con: con.execute(
@@ -459,7 +480,6 @@ class Store:
                 ))
         except _WRITE_ERRORS as err:
             raise StorageError(_explain_io_error(self.location, err)) from None
-        return frame.height
 
     def append_new(self, table: str, frame: pl.DataFrame) -> int:
         """Insert rows whose primary key is not there yet (checkpoints; never duplicates)."""

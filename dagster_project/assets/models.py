@@ -1,14 +1,10 @@
 """The packaged small model, converted once into a vLLM-loadable folder in $R1_HOME/models."""
 
-import datetime as dt
-import json
-
 import dagster as dg
-import polars as pl
 
 from dagster_project.resources import R1Resource
 from r1_assets.small_model import MANIFEST, RECIPE_VERSION, convert_gguf, small_model_dir
-from r1_assets.storage import code_version
+from r1_assets.storage import Lineage
 
 
 @dg.asset(
@@ -27,24 +23,15 @@ def small_model(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Materia
         f"{'up to date, skipped' if result.skipped else 'converted'} in {result.seconds:.1f}s: "
         f"gguf sha256 {result.gguf_sha256[:16]}…, {result.size_bytes / 1e6:.0f} MB"
     )
-    lineage_row = pl.DataFrame(
-        {
-            "table_name": ["small_model"],
-            "partition": [""],
-            "run_id": [context.run.run_id],
-            "inputs": [json.dumps([{"file": str(result.gguf_path), "sha256": result.gguf_sha256}])],
-            "row_count": [len(result.files)],
-            "params": [json.dumps({"path": str(out), "recipe_version": RECIPE_VERSION, "skipped": result.skipped,
-                                   "files": result.files}, sort_keys=True)],
-            "code_version": [code_version()],
-            "created_at": [dt.datetime.now(dt.UTC).replace(tzinfo=None)],
-        }
+    store.record_lineage(
+        "small_model",
+        Lineage(
+            run_id=context.run.run_id,
+            params={"path": str(out), "recipe_version": RECIPE_VERSION, "skipped": result.skipped, "files": result.files},
+            inputs=[{"file": str(result.gguf_path), "sha256": result.gguf_sha256}],
+        ),
+        row_count=len(result.files),
     )
-    # lineage has no key (append_new needs one): a plain insert, one short transaction.
-    with store.connect() as con:
-        con.register("_r1_lineage", lineage_row.to_arrow())
-        con.execute("INSERT INTO lineage BY NAME SELECT * FROM _r1_lineage")
-        con.unregister("_r1_lineage")
     weights = {name: sha for name, sha in result.files.items() if name.endswith(".safetensors")}
     return dg.MaterializeResult(
         metadata={
