@@ -256,9 +256,11 @@ def test_contamination_review_puts_each_flag_beside_its_best_match():
     """Hand-built contamination rows: the best match is the benchmark row most methods agree on."""
     con = duckdb.connect()
     con.execute((SQL_DIR / "schema.sql").read_text())
-    con.execute("INSERT INTO unique_problems VALUES ('p1','p1','pool',0,'copy of A',NULL,1,'r'),"
+    con.execute("INSERT INTO unique_problems (problem_id, cluster_id, source, source_row, problem, answer, cluster_size,"
+                " run_id) VALUES ('p1','p1','pool',0,'copy of A',NULL,1,'r'),"
                 " ('p2','p2','pool',1,'template like B',NULL,1,'r'), ('p3','p3','pool',2,'clean',NULL,1,'r')")
-    con.execute("INSERT INTO benchmark_problems VALUES ('b',0,'x','A text',NULL,'f','r'), ('b',1,'y','B text',NULL,'f','r')")
+    con.execute("INSERT INTO benchmark_problems (benchmark, benchmark_row, problem_id, problem, answer, source_ref, run_id)"
+                " VALUES ('b',0,'x','A text',NULL,'f','r'), ('b',1,'y','B text',NULL,'f','r')")
     con.execute("INSERT INTO contamination VALUES"
                 " ('p1','p1','b',0,'ngram',1.0,'e1','r'), ('p1','p1','b',0,'minhash',0.9,'e2','r'),"
                 " ('p1','p1','b',1,'ngram',0.99,'e3','r'), ('p2','m2','b',1,'digit_stripped',1.0,'e4','r')")
