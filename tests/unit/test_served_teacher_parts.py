@@ -124,6 +124,7 @@ def test_cluster_profile_follows_r1_usage_recommendations():
 def test_pass_rates_score_the_answer_after_the_think_block():
     import polars as pl
 
+    from r1_assets.config import VerificationConfig
     from r1_assets.difficulty import score_pass_rates
 
     texts = [served_text({"reasoning_content": "Try $\\boxed{3}$? No, recount.", "content": "The answer is $\\boxed{4}$."}),
@@ -132,5 +133,5 @@ def test_pass_rates_score_the_answer_after_the_think_block():
     samples = pl.DataFrame({"problem_id": ["p", "p"], "sample_idx": [0, 1], "text": texts, "error": [None, None]},
                            schema_overrides={"error": pl.String})
     rates = score_pass_rates(pl.DataFrame({"problem_id": ["p"], "answer": ["4"]}), samples, model="m", params_hash="h",
-                             k=2, shard="s", run_id="r", workers=1, lenient=False)
+                             k=2, shard="s", run_id="r", verification=VerificationConfig(workers=1), lenient=False)
     assert rates["n_correct"].to_list() == [1] and rates["pass_rate"].to_list() == [0.5]
