@@ -9,7 +9,7 @@ import json
 import polars as pl
 import pytest
 
-from r1_assets.config import ModelConfig, SamplingConfig
+from r1_assets.config import ModelConfig, PromptTemplates, SamplingConfig
 from r1_assets.engines import (
     OpenAIBatchEngine,
     generation_id,
@@ -27,6 +27,7 @@ from tests.integration.batch_server import (
 from tests.model_support import _cuda_available
 
 SAMPLING = SamplingConfig(n=2, temperature=0.6, top_p=0.95, max_tokens=40, seed=0)
+PROMPTS = PromptTemplates(math="{problem}")
 PRICING = {"input_per_mtok": 0.275, "output_per_mtok": 1.095}  # half of the online price
 
 
@@ -43,12 +44,12 @@ def batch_model(base_url: str, **kw) -> ModelConfig:
 def test_batch_submit_poll_ingest_with_per_request_errors(tmp_path):
     store = Store(tmp_path / "home")
     cfg = batch_model("")
-    ph = params_hash(cfg.name, SAMPLING, "{problem}")
+    ph = params_hash(cfg.name, SAMPLING, json.dumps(PROMPTS.model_dump(), sort_keys=True))  # as run_generation
     failing = generation_id("distillation", "p1", cfg.name, ph, 0)
     with BatchServer(deepseek_runner(fail_ids={failing})) as server:
         cfg = batch_model(server.base_url)
         with open_engine(cfg, store.home) as engine:
-            stats = run_generation(store, engine, "distillation", problems(3), SAMPLING, "{problem}", "s0", "r1")
+            stats = run_generation(store, engine, "distillation", problems(3), SAMPLING, PROMPTS, "s0", "r1")
         assert server.batches_created == 1
         lines = [json.loads(x) for x in server.files["file-1"].decode().splitlines()]
         rows = store.query("SELECT * FROM generations ORDER BY generation_id")
@@ -66,7 +67,7 @@ def test_batch_submit_poll_ingest_with_per_request_errors(tmp_path):
         # The failed request is retried by the next run, as a new batch of just that request.
         server.runner = deepseek_runner()
         with open_engine(cfg, store.home) as engine:
-            again = run_generation(store, engine, "distillation", problems(3), SAMPLING, "{problem}", "s0", "r2")
+            again = run_generation(store, engine, "distillation", problems(3), SAMPLING, PROMPTS, "s0", "r2")
         assert again.generated == 1 and again.errors == 0 and server.batches_created == 2
     assert store.scalar("SELECT count(*) FROM generations WHERE error IS NULL") == 6
 
@@ -84,19 +85,19 @@ def test_batch_resumes_from_the_recorded_batch_after_a_crash(tmp_path, monkeypat
         with monkeypatch.context() as m:
             m.setattr(OpenAIBatchEngine, "wait", killed)
             with pytest.raises(RuntimeError, match="killed"), open_engine(cfg, store.home) as engine:
-                run_generation(store, engine, "distillation", problems(4), SAMPLING, "{problem}", "s0", "r1")
+                run_generation(store, engine, "distillation", problems(4), SAMPLING, PROMPTS, "s0", "r1")
         assert server.batches_created == 1 and store.count("generations") == 0
         recorded = OpenAIBatchEngine(cfg, store.home).recorded_batches()
         assert len(recorded) == 1 and len(recorded[0]["custom_ids"]) == 8
         # A new process: the recorded batch is polled again, nothing is submitted twice.
         server.release.set()
         with open_engine(cfg, store.home) as engine:
-            stats = run_generation(store, engine, "distillation", problems(4), SAMPLING, "{problem}", "s0", "r2")
+            stats = run_generation(store, engine, "distillation", problems(4), SAMPLING, PROMPTS, "s0", "r2")
         assert stats.generated == 8 and stats.errors == 0 and server.batches_created == 1
         assert OpenAIBatchEngine(cfg, store.home).recorded_batches() == []  # ingested
         # Two more problems: only their samples go into a new batch.
         with open_engine(cfg, store.home) as engine:
-            more = run_generation(store, engine, "distillation", problems(6), SAMPLING, "{problem}", "s0", "r3")
+            more = run_generation(store, engine, "distillation", problems(6), SAMPLING, PROMPTS, "s0", "r3")
         assert more.reused == 8 and more.generated == 4 and server.batches_created == 2
 
 
@@ -116,7 +117,7 @@ def test_batch_through_real_vllm_run_batch(converted_small_model, tmp_path):
         cfg = batch_model(server.base_url, name="small_model", served_model_name="small", batch_poll_s=1.0,
                           pricing={"input_per_mtok": 1.0, "output_per_mtok": 2.0})
         with open_engine(cfg, store.home) as engine:
-            stats = run_generation(store, engine, "distillation", problems(3), SAMPLING, "{problem}", "s0", "r1")
+            stats = run_generation(store, engine, "distillation", problems(3), SAMPLING, PROMPTS, "s0", "r1")
         batch = next(iter(server.batches.values()))
     log = (tmp_path / "run-batch.log").read_text() if (tmp_path / "run-batch.log").exists() else ""
     assert batch["status"] == "completed", (batch, log[-3000:])

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from r1_assets import engines
-from r1_assets.config import ModelConfig, SamplingConfig
+from r1_assets.config import ModelConfig, PromptTemplates, SamplingConfig
 from r1_assets.distillation import distillation_rows, split_reasoning
 from r1_assets.engines import load_generations, open_engine, run_generation
 from r1_assets.storage import Store
@@ -19,6 +19,7 @@ from tests.model_support import VllmServer
 pytestmark = pytest.mark.model
 
 SAMPLING = SamplingConfig(n=2, temperature=0.6, top_p=0.95, max_tokens=40, seed=0)
+PROMPTS = PromptTemplates(math="{problem}")
 # No prompt may contain "<think>"/"</think>": their added ids lie beyond the model's embedding
 # (49152 rows), and a prompt token there crashes the engine ("index out of range in self").
 PROBLEMS = ["What is 2 + 3?", "What is 7 * 6?", "Name a prime number larger than 10."]
@@ -57,7 +58,7 @@ def test_vllm_serve_reasoning_parser_nothing_dropped(converted_small_model, tmp_
         store = Store(tmp_path / "home")
         problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(len(PROBLEMS))], "problem": PROBLEMS})
         with open_engine(cfg, tmp_path) as engine:
-            stats = run_generation(store, engine, "distillation", problems, SAMPLING, "{problem}", "s0", "run1")
+            stats = run_generation(store, engine, "distillation", problems, SAMPLING, PROMPTS, "s0", "run1")
     finally:
         server.stop()
     errors = store.query("SELECT error FROM generations WHERE error IS NOT NULL")["error"].to_list()
