@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import polars as pl
 import pytest
 
-from r1_assets.config import ModelConfig, SamplingConfig
+from r1_assets.config import ModelConfig, PromptTemplates, SamplingConfig
 from r1_assets.engines import (
     EngineError,
     EngineUnavailable,
@@ -28,6 +28,7 @@ from tests.model_support import VllmServer, link_small_model
 
 SAMPLING = SamplingConfig(n=3, temperature=0.7, top_p=0.95, max_tokens=48, seed=0)
 TEMPLATE = "{problem}\nAnswer with just the number."
+PROMPTS = PromptTemplates(math=TEMPLATE)
 
 
 def problems_frame(n: int) -> pl.DataFrame:
@@ -166,7 +167,7 @@ def test_http_engine_gives_up_when_server_is_down_and_keeps_finished(flaky, tmp_
     problems = problems_frame(5)  # 5 problems x 3 samples = 15 requests
     started = time.monotonic()
     with pytest.raises(EngineUnavailable, match=r"4 requests in a row failed.*timeout"):
-        run_generation(store, engine, "pass_rate", problems, SAMPLING, TEMPLATE, shard="s0", run_id="r1")
+        run_generation(store, engine, "pass_rate", problems, SAMPLING, PROMPTS, shard="s0", run_id="r1")
     assert time.monotonic() - started < 30
     stored = store.query("SELECT error IS NULL AS ok, count(*) AS n FROM generations GROUP BY 1 ORDER BY 1")
     counts = dict(stored.iter_rows())
@@ -176,7 +177,7 @@ def test_http_engine_gives_up_when_server_is_down_and_keeps_finished(flaky, tmp_
     # The server recovers: a re-run retries the failed samples and generates only the rest.
     flaky.mode = "ok"
     flaky.calls = 0
-    stats = run_generation(store, engine, "pass_rate", problems, SAMPLING, TEMPLATE, shard="s0", run_id="r2")
+    stats = run_generation(store, engine, "pass_rate", problems, SAMPLING, PROMPTS, shard="s0", run_id="r2")
     assert stats.reused == 6 and stats.generated == 9 and stats.errors == 0
     assert flaky.calls == 9
     assert store.count("generations") == 15
@@ -260,19 +261,19 @@ def test_run_generation_resumes_after_crash(vllm_engine, tmp_path):
     store = Store(tmp_path / "home")
     problems = problems_frame(4)  # 12 samples, checkpoints of 8
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_generation(store, CrashAfter(vllm_engine, 10), "pass_rate", problems, SAMPLING, TEMPLATE, "s0", "run1")
+        run_generation(store, CrashAfter(vllm_engine, 10), "pass_rate", problems, SAMPLING, PROMPTS, "s0", "run1")
     # 8 checkpointed at the batch boundary + 2 flushed when the exception passed through.
     assert store.count("generations") == 10
     before = store.query("SELECT generation_id, text FROM generations")
     counting = Counting(vllm_engine)
-    stats = run_generation(store, counting, "pass_rate", problems, SAMPLING, TEMPLATE, "s0", "run2")
+    stats = run_generation(store, counting, "pass_rate", problems, SAMPLING, PROMPTS, "s0", "run2")
     assert len(counting.requested) == 2 and stats.reused == 10 and stats.generated == 2
     assert store.count("generations") == 12
     after = store.query("SELECT generation_id, text FROM generations")
     assert before.join(after, on="generation_id")["text"].to_list() == before.join(after, on="generation_id")["text_right"].to_list()
     # A third run has nothing to do and never calls the engine.
     counting.requested.clear()
-    stats = run_generation(store, counting, "pass_rate", problems, SAMPLING, TEMPLATE, "s0", "run3")
+    stats = run_generation(store, counting, "pass_rate", problems, SAMPLING, PROMPTS, "s0", "run3")
     assert counting.requested == [] and stats.generated == 0 and stats.reused == 12
     rows = store.query("SELECT run_id, count(*) AS n FROM generations GROUP BY 1 ORDER BY 1")
     assert dict(rows.iter_rows()) == {"run1": 10, "run2": 2}
@@ -289,7 +290,7 @@ def test_http_engine_against_real_vllm_serve(converted_small_model, tmp_path):
                           max_concurrency=8, request_timeout_s=120, batch_size=8)
         store = Store(tmp_path / "home")
         with open_engine(cfg, tmp_path) as engine:
-            stats = run_generation(store, engine, "pass_rate", problems_frame(4), SAMPLING, TEMPLATE, "s0", "run1")
+            stats = run_generation(store, engine, "pass_rate", problems_frame(4), SAMPLING, PROMPTS, "s0", "run1")
         assert stats.generated == 12 and stats.errors == 0 and stats.generated_tokens > 12
         rows = store.query("SELECT * FROM generations")
         assert rows["text"].str.len_chars().min() > 0
