@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from r1_assets.config import VerificationConfig
+from r1_assets.config import StorageConfig
 from r1_assets.storage import Lineage, Store
 from r1_assets.verification import (
     UNSANDBOXED_WARNING,
@@ -69,7 +70,8 @@ def listener():
 
 def test_probes_are_contained_and_the_batch_continues(r1_home, tmp_path, listener):
     port, accepted = listener
-    store = Store(r1_home)
+    # A DuckDB file the probes try to read and corrupt (the lake's catalog and data are files too).
+    store = Store(r1_home, storage=StorageConfig(backend="duckdb"))
     store.replace_partition("clean_problems", pl.DataFrame({
         "problem_id": ["p"], "source": ["s"], "source_row": [0], "problem": ["q"], "answer": ["1"],
         "run_id": ["seed"]}), where=None, lineage=Lineage(run_id="seed"))
