@@ -186,9 +186,11 @@ def _funnel_lines(con, cfg) -> list[str]:
 
     funnel = execute_named_query(con, "yield_funnel")
     edges = cfg.difficulty.band_edges
+    # A config without the difficulty model (curation only) has no pass-rate bands to show.
+    model = cfg.models.get(cfg.difficulty.model)
     rates = con.execute(
         "SELECT c.source, p.pass_rate, p.reference_status FROM clean_problems c "
-        "JOIN pass_rates p USING (problem_id) WHERE p.model = ?", [cfg.model(cfg.difficulty.model).name],
+        "JOIN pass_rates p USING (problem_id) WHERE p.model = $model", {"model": model.name if model else None},
     ).pl()
     bands = list(band_counts(rates.head(0), edges))
     band_heads = [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(edges)]
