@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from r1_assets.config import ModelConfig, SamplingConfig
+from r1_assets.config import ModelConfig, PromptTemplates, SamplingConfig
 from r1_assets.distillation import split_reasoning
 from r1_assets.engines import OpenAIEngine, SampleRequest, cost_usd, run_generation
 from r1_assets.storage import Store
@@ -119,7 +119,7 @@ def test_generations_rows_carry_reasoning_tokens_and_cost(tmp_path):
     with DeepSeekServer(first_status=429, retry_after="0.2") as server:
         engine = OpenAIEngine(teacher(server.base_url))
         stats = run_generation(store, engine, "distillation", problems, SAMPLING.model_copy(update={"n": 2}),
-                               "{problem}", shard="s0", run_id="r1")
+                               PromptTemplates(math="{problem}"), shard="s0", run_id="r1")
     rows = store.query("SELECT * FROM generations")
     assert rows.height == 10 and rows["error"].null_count() == 10
     assert rows["n_reasoning_tokens"].null_count() == 0 and rows["cost_usd"].null_count() == 0
