@@ -5,8 +5,12 @@
 Runs go to the Dagster instance in $DAGSTER_HOME, so the UI (``make ui``) shows them
 with their metadata. Each step is one Dagster run of one asset (and one partition); a
 failed run stops the pipeline with its error (exit 1; an unknown asset key is exit 2).
-Re-running is cheap: every stage replaces its partition idempotently, and model outputs
-resume from the `generations` checkpoint.
+Re-running is cheap: a step whose partition Dagster reports fresh (materialized under the
+current code version, which includes the config sections it reads, from the current data of
+its parents) is skipped; the collecting steps always run, and report a digest of what they
+read as their data version, so an unchanged source leaves its descendants fresh.
+``--force`` runs every step. Every stage replaces its partition idempotently, and model
+outputs resume from the `generations` checkpoint.
 
 The console shows one line per step, a progress bar while a model generates, and a summary
 at the end (funnel per source, time per stage, where the data is). Everything else (Dagster's
@@ -109,7 +113,20 @@ def _step_detail(console: Console, load: dict) -> str:
     return ", ".join(parts)
 
 
-def run_pipeline(select: list[str] | None, console: Console) -> int:
+def _is_fresh(instance, asset_graph, key, partition: str | None) -> bool:
+    """Whether Dagster's staleness (what the UI shows) says this partition is up to date."""
+    # The resolver caches what it read: a new one per step sees the steps run before it.
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._time import get_current_datetime
+
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+                          instance=instance, asset_graph=asset_graph)
+    resolver = CachingStaleStatusResolver(instance=instance, asset_graph=asset_graph, loading_context=view)
+    return resolver.get_status(key, partition) == StaleStatus.FRESH
+
+
+def run_pipeline(select: list[str] | None, console: Console, force: bool = False) -> int:
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
@@ -147,8 +164,13 @@ def run_pipeline(select: list[str] | None, console: Console) -> int:
             if not keys:
                 console.say(f"  {name:<42} skipped: no partitions yet")
                 continue
+            # Collection reads the world outside (files, the hub, the packaged model): always run.
+            collects = not asset_graph.get(key).parent_keys
             for partition in keys:
                 label = name + (f" {partition}" if partition else "")
+                if not (force or collects) and _is_fresh(instance, asset_graph, key, partition):
+                    console.say(f"  {label:<42} {'up to date':>11}")
+                    continue
                 console.start_step()
                 t0 = time.monotonic()
                 try:
@@ -260,6 +282,7 @@ def _summary(console: Console, r1, stage_seconds: dict[str, float], model_time: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--select", nargs="*", help="asset keys to run (default: all, in dependency order)")
+    parser.add_argument("--force", action="store_true", help="run every step, also those Dagster reports up to date")
     args = parser.parse_args()
     home = r1_home()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -268,7 +291,7 @@ def main() -> None:
     console.say(f"r1-curator pipeline on {config}")
     console.say(f"  data: {home}   logs (Dagster, vLLM, libraries): {console.log_path}")
     try:
-        code = run_pipeline(args.select, console)
+        code = run_pipeline(args.select, console, force=args.force)
     except Exception as err:  # noqa: BLE001 - a config error, an unwritable R1_HOME: one line, details in the log
         import traceback
 

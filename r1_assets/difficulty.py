@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -193,11 +195,27 @@ def histogram_markdown(pass_rates: pl.DataFrame, k: int) -> str:
     return "\n".join(lines)
 
 
-def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=None) -> dict:
+@dataclass(frozen=True)
+class PassRateShard:
+    """What one ``pass_rates`` shard wrote, as the asset reports it."""
+
+    model: str
+    rates: pl.DataFrame
+    stats: Any  # engines.GenerationStats of this run
+    mean_pass_rate: float
+    histogram: str
+    bands: dict[str, int]
+    reference_status: dict[str, int]
+    domains: dict[str, int]
+    boxed_share: float
+    last_number_share: float
+
+
+def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=None) -> PassRateShard:
     """The ``pass_rates`` asset for one shard: generate what is missing, score, replace the partition.
 
     ``engine`` is an open engine for ``cfg.difficulty.model`` (the asset opens it; benchmarks
-    pass one they already loaded). Returns what the asset reports as metadata.
+    pass one they already loaded).
     """
     from r1_assets.engines import load_generations, run_generation
     from r1_assets.storage import Lineage
@@ -235,15 +253,15 @@ def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=No
     n_samples = int(rates["k"].sum() or 0)
     mean = float(rated["pass_rate"].mean() or 0.0) if rated.height else 0.0
     say(f"{shard}: {rated.height} of {rates.height} problems rated, mean pass rate {mean:.3f}")
-    return {
-        "model": model_cfg.name,
-        "rates": rates,
-        "stats": stats,
-        "mean_pass_rate": mean,
-        "histogram": histogram_markdown(rates, dcfg.sampling.n),
-        "bands": band_counts(rates, dcfg.band_edges),
-        "reference_status": dict(rates.group_by("reference_status").len().iter_rows()),
-        "domains": dict(rates.group_by("domain").len().iter_rows()),
-        "boxed_share": int(rates["n_boxed"].sum() or 0) / max(n_samples, 1),
-        "last_number_share": int(rates["n_last_number"].sum() or 0) / max(n_samples, 1),
-    }
+    return PassRateShard(
+        model=model_cfg.name,
+        rates=rates,
+        stats=stats,
+        mean_pass_rate=mean,
+        histogram=histogram_markdown(rates, dcfg.sampling.n),
+        bands=band_counts(rates, dcfg.band_edges),
+        reference_status=dict(rates.group_by("reference_status").len().iter_rows()),
+        domains=dict(rates.group_by("domain").len().iter_rows()),
+        boxed_share=int(rates["n_boxed"].sum() or 0) / max(n_samples, 1),
+        last_number_share=int(rates["n_last_number"].sum() or 0) / max(n_samples, 1),
+    )

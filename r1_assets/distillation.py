@@ -17,6 +17,8 @@ stored next to the verifier's, never instead of it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -48,6 +50,18 @@ VERIFIED_SCHEMA = {
 
 # --------------------------------------------------------------------------------------------
 # Distillation
+
+
+@dataclass(frozen=True)
+class DistillationShard:
+    """What one ``distillations`` shard wrote, as the asset reports it."""
+
+    model: str
+    problems: int
+    rows: pl.DataFrame
+    stats: Any  # engines.GenerationStats of this run
+    failed_samples: int
+    finish_reasons: dict[str, int]
 
 
 def select_problems(store: Store, cfg: PipelineConfig, shard: str) -> pl.DataFrame:
@@ -86,7 +100,7 @@ def distillation_rows(samples: pl.DataFrame, shard: str, run_id: str) -> pl.Data
 
 
 def materialize_distillations(store: Store, cfg: PipelineConfig, shard: str, engine, run_id: str,
-                              log: Callable[[str], None] | None = None) -> dict:
+                              log: Callable[[str], None] | None = None) -> DistillationShard:
     """The ``distillations`` asset for one shard: select, generate what is missing, replace the partition.
 
     ``engine`` is an open engine for ``cfg.distillation.model``.
@@ -120,9 +134,10 @@ def materialize_distillations(store: Store, cfg: PipelineConfig, shard: str, eng
     )
     errors = samples.height - rows.height
     say(f"{shard}: {rows.height} distillation samples stored ({errors} failed generations left out)")
-    return {"model": teacher.name, "problems": problems.height, "rows": rows, "stats": stats,
-            "failed_samples": errors,
-            "finish_reasons": dict(rows.group_by("finish_reason").len().iter_rows()) if rows.height else {}}
+    return DistillationShard(
+        model=teacher.name, problems=problems.height, rows=rows, stats=stats, failed_samples=errors,
+        finish_reasons={str(k): v for k, v in rows.group_by("finish_reason").len().iter_rows()} if rows.height else {},
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,8 +183,24 @@ def verification_shares(verified: pl.DataFrame, samples: pl.DataFrame) -> dict[s
     }
 
 
+@dataclass(frozen=True)
+class VerifiedShard:
+    """What one ``verified_distillations`` shard wrote, as the asset reports it (counts by key)."""
+
+    verified: pl.DataFrame
+    samples: int
+    verdicts: dict[str, int]
+    methods: dict[str, int]
+    format_issues: dict[str, int]
+    judge_verdicts: dict[str, int]
+    shares: dict[str, float]  # verification_shares: what the asset checks look at
+    domains: dict[str, int]
+    verifiers: dict[str, int]
+    warnings: list[str]
+
+
 def materialize_verified(store: Store, cfg: PipelineConfig, shard: str, run_id: str,
-                         log: Callable[[str], None] | None = None, judge_engine=None) -> dict:
+                         log: Callable[[str], None] | None = None, judge_engine=None) -> VerifiedShard:
     """The ``verified_distillations`` asset for one shard; ``judge_engine`` is an open engine for
     ``verification.judge_model`` (or None to skip the judge)."""
     say = log or (lambda msg: None)
@@ -208,16 +239,16 @@ def materialize_verified(store: Store, cfg: PipelineConfig, shard: str, run_id: 
     )
     issues = verified.select(pl.col("format_issues").explode()).drop_nulls()
     say(f"{shard}: {verified.filter(pl.col('correct')).height} of {verified.height} samples correct")
-    return {
-        "verified": verified,
-        "verdicts": dict(verified.group_by("verdict").len().iter_rows()) if verified.height else {},
-        "methods": dict(verified.group_by("method").len().iter_rows()) if verified.height else {},
-        "format_issues": dict(issues.group_by("format_issues").len().iter_rows()) if issues.height else {},
-        "judge_verdicts": (dict(verified.drop_nulls("judge_verdict").group_by("judge_verdict").len().iter_rows())
-                           if judged else {}),
-        "shares": verification_shares(verified, samples),
-        "samples": samples.height,
-        "domains": domains,
-        "verifiers": dict(verified.group_by("verifier").len().iter_rows()) if verified.height else {},
-        "warnings": verification_warnings(list(domains), vcfg),
-    }
+    return VerifiedShard(
+        verified=verified,
+        samples=samples.height,
+        verdicts=dict(verified.group_by("verdict").len().iter_rows()) if verified.height else {},
+        methods=dict(verified.group_by("method").len().iter_rows()) if verified.height else {},
+        format_issues=dict(issues.group_by("format_issues").len().iter_rows()) if issues.height else {},
+        judge_verdicts=(dict(verified.drop_nulls("judge_verdict").group_by("judge_verdict").len().iter_rows())
+                        if judged else {}),
+        shares=verification_shares(verified, samples),
+        domains=domains,
+        verifiers=dict(verified.group_by("verifier").len().iter_rows()) if verified.height else {},
+        warnings=verification_warnings(list(domains), vcfg),
+    )

@@ -68,6 +68,19 @@ def lineage_params_json(params: dict[str, Any]) -> str:
     return json.dumps(redact(params), sort_keys=True, default=str)
 
 
+def content_version(*frames: pl.DataFrame) -> str:
+    """A digest of the rows of ``frames``, whatever their order: the data version a collecting
+    step reports, so that re-reading an unchanged source leaves everything downstream fresh."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(",".join(f"{name}:{dtype}" for name, dtype in frame.schema.items()).encode())
+        if frame.height:
+            digest.update(frame.hash_rows(seed=0).sort().to_numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
 def scrub(text: str, secret: str | None) -> str:
     """``text`` with every occurrence of ``secret`` replaced: for error text a server may echo."""
     return text.replace(secret, "<redacted>") if secret else text

@@ -10,7 +10,7 @@ from dagster_project.metadata import counts_markdown, table_metadata
 from dagster_project.resources import DUCKDB_POOL, R1Resource
 from r1_assets.sources import collect_source
 from r1_assets.config import SourceConfig
-from r1_assets.storage import Lineage, Store, lineage_params_json
+from r1_assets.storage import Lineage, Store, content_version, lineage_params_json
 
 
 def raw_problems_asset(source_partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -29,15 +29,15 @@ def raw_problems_asset(source_partitions: dg.PartitionsDefinition) -> dg.AssetsD
     )
     def raw_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.MaterializeResult:
         cfg = r1.pipeline()
-        return dg.MaterializeResult(
-            metadata=collect_partition(r1, cfg.source(context.partition_key), context.run.run_id, context.log)
-        )
+        metadata, version = collect_partition(r1, cfg.source(context.partition_key), context.run.run_id, context.log)
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
 
     return raw_problems
 
 
-def collect_partition(r1: R1Resource, source: SourceConfig, run_id: str, log) -> dict:
-    """Collect one source into its raw_problems partition (one transaction); returns the metadata.
+def collect_partition(r1: R1Resource, source: SourceConfig, run_id: str, log) -> tuple[dict, str]:
+    """Collect one source into its raw_problems partition (one transaction); returns the metadata
+    and the data version (a digest of the rows kept and rejected: unchanged source, same version).
 
     Shared by ``raw_problems`` and by ``unique_problems``, which brings uncollected or
     reconfigured sources up to date first so that ``--select '+clean_problems'`` runs headless.
@@ -65,7 +65,7 @@ def collect_partition(r1: R1Resource, source: SourceConfig, run_id: str, log) ->
     log.info(
         f"source '{source.name}': {collected.rows.height} rows kept, {collected.rejected.height} rejected of {collected.rows_read} read"
     )
-    return {
+    metadata = {
         **table_metadata(
             store, "raw_problems", {"source": source.name},
             preview_columns=["problem_id", "source_row", "problem", "answer"],
@@ -75,6 +75,7 @@ def collect_partition(r1: R1Resource, source: SourceConfig, run_id: str, log) ->
         "rejected_by_reason": dg.MetadataValue.md(counts_markdown(collected.rejected_by_reason())),
         "source_ref": dg.MetadataValue.text(collected.source_ref),
     }
+    return metadata, content_version(collected.rows, collected.rejected)
 
 
 def stale_sources(store: Store, sources: list[SourceConfig]) -> list[SourceConfig]:

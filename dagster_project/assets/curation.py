@@ -19,7 +19,7 @@ from r1_assets.decontamination import METHOD_LABELS, decontaminate_clusters, hit
 from r1_assets.dedupe import deduplicate
 from r1_assets.difficulty import sync_shards
 from r1_assets.sources import collect_source
-from r1_assets.storage import Lineage, Store, quote_ident
+from r1_assets.storage import Lineage, Store, content_version, quote_ident
 
 _ALL_SOURCES = dg.AllPartitionMapping()
 _EXAMPLE_CHARS = 160
@@ -49,7 +49,7 @@ def unique_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mat
     # source config, is collected now (and recorded as a raw_problems materialization), so that
     # `--select '+clean_problems'` runs collection, dedupe and decontamination headless.
     for source in stale_sources(store, cfg.sources):
-        metadata = collect_partition(r1, source, context.run.run_id, context.log)
+        metadata, _ = collect_partition(r1, source, context.run.run_id, context.log)
         context.log_event(dg.AssetMaterialization(asset_key="raw_problems", partition=source.name, metadata=metadata))
     rows = _configured_rows(store, "raw_problems", "source", names, ["problem_id", "source", "source_row", "problem", "answer", "domain"])
     per_source = dict(rows.group_by("source").len().iter_rows()) if rows.height else {}
@@ -181,6 +181,7 @@ def benchmark_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.
     )
     failed = loads_frame.filter(pl.col("status") != "loaded")
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(content_version(rows, loads_frame)),
         metadata={
             **table_metadata(store, "benchmark_problems", preview_columns=["benchmark", "benchmark_row", "problem", "answer"]),
             "loads": dg.MetadataValue.md(markdown_table(loads_frame, max_rows=100, max_chars=200)),

@@ -29,22 +29,22 @@ def pass_rates(context: dg.AssetExecutionContext, r1: R1Resource, engine: Engine
         raise dg.Failure(f"shard {shard} has no clean problems (clean_problems re-materialized without them?)")
     with engine.open(cfg, cfg.difficulty.model, store.home) as llm:
         result = difficulty.materialize_shard(store, cfg, shard, llm, context.run.run_id, log=context.log.info)
-    stats = result["stats"]
+    stats = result.stats
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(store, "pass_rates", {"shard": shard, "model": result["model"]},
+            **table_metadata(store, "pass_rates", {"shard": shard, "model": result.model},
                              preview_columns=["problem_id", "k", "n_correct", "pass_rate", "reference_status"]),
-            "pass_rate_histogram": dg.MetadataValue.md(result["histogram"]),
+            "pass_rate_histogram": dg.MetadataValue.md(result.histogram),
             # Band order (easy to hard edges) matters more than count order here.
             "difficulty_bands": dg.MetadataValue.md(markdown_table(
-                pl.DataFrame({"band": list(result["bands"]), "problems": list(result["bands"].values())}), max_rows=50)),
-            "reference_status": dg.MetadataValue.md(counts_markdown(result["reference_status"], key="status", value="problems")),
-            "mean_pass_rate": dg.MetadataValue.float(round(result["mean_pass_rate"], 4)),
-            "domains": dg.MetadataValue.md(counts_markdown(result["domains"], key="domain", value="problems")),
+                pl.DataFrame({"band": list(result.bands), "problems": list(result.bands.values())}), max_rows=50)),
+            "reference_status": dg.MetadataValue.md(counts_markdown(result.reference_status, key="status", value="problems")),
+            "mean_pass_rate": dg.MetadataValue.float(round(result.mean_pass_rate, 4)),
+            "domains": dg.MetadataValue.md(counts_markdown(result.domains, key="domain", value="problems")),
             **sandbox_warning(r1.pipeline().verification),
-            "samples_boxed_share": dg.MetadataValue.float(round(result["boxed_share"], 4)),
-            "samples_last_number_share": dg.MetadataValue.float(round(result["last_number_share"], 4)),
-            "model": dg.MetadataValue.text(result["model"]),
+            "samples_boxed_share": dg.MetadataValue.float(round(result.boxed_share, 4)),
+            "samples_last_number_share": dg.MetadataValue.float(round(result.last_number_share, 4)),
+            "model": dg.MetadataValue.text(result.model),
             "params_hash": dg.MetadataValue.text(stats.params_hash),
             "generation": dg.MetadataValue.json(stats.as_dict()),
         }

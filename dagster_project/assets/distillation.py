@@ -33,22 +33,22 @@ def distillations(context: dg.AssetExecutionContext, r1: R1Resource, engine: Eng
     with engine.open(cfg, cfg.distillation.model, store.home) as llm:
         result = distillation.materialize_distillations(store, cfg, shard, llm, context.run.run_id,
                                                         log=context.log.info)
-    rows, stats = result["rows"], result["stats"]
+    rows, stats = result.rows, result.stats
     return dg.MaterializeResult(
         metadata={
             **table_metadata(store, "distillations", {"shard": shard},
                              preview_columns=["problem_id", "sample_idx", "n_tokens", "finish_reason", "final_answer"]),
-            "problems_selected": dg.MetadataValue.int(result["problems"]),
-            "failed_generations": dg.MetadataValue.int(result["failed_samples"]),
+            "problems_selected": dg.MetadataValue.int(result.problems),
+            "failed_generations": dg.MetadataValue.int(result.failed_samples),
             "finish_reasons": dg.MetadataValue.md(counts_markdown(
-                {str(k): v for k, v in result["finish_reasons"].items()}, key="finish_reason", value="samples")),
+                result.finish_reasons, key="finish_reason", value="samples")),
             "mean_tokens": dg.MetadataValue.float(float(rows["n_tokens"].mean() or 0.0) if rows.height else 0.0),
-            "teacher_model": dg.MetadataValue.text(result["model"]),
+            "teacher_model": dg.MetadataValue.text(result.model),
             "params_hash": dg.MetadataValue.text(stats.params_hash),
             "generation": dg.MetadataValue.json(stats.as_dict()),
             # Teacher spend: this run's new samples, and every distillation sample of this teacher so far.
             "cost_usd_this_run": dg.MetadataValue.float(round(stats.cost_usd or 0.0, 6)),
-            "teacher_spend_so_far": dg.MetadataValue.json(generation_spend(store, distillation.PURPOSE, result["model"])),
+            "teacher_spend_so_far": dg.MetadataValue.json(generation_spend(store, distillation.PURPOSE, result.model)),
         }
     )
 
@@ -88,8 +88,8 @@ def verified_distillations(context: dg.AssetExecutionContext, r1: R1Resource, en
                                                        log=context.log.info, judge_engine=judge)
     else:
         result = distillation.materialize_verified(store, cfg, shard, context.run.run_id, log=context.log.info)
-    shares = result["shares"]
-    verified = result["verified"]
+    shares = result.shares
+    verified = result.verified
     n = verified.height
     correct = verified.filter(pl.col("correct")).height if n else 0
     checks = [
@@ -115,15 +115,15 @@ def verified_distillations(context: dg.AssetExecutionContext, r1: R1Resource, en
             **table_metadata(store, "verified_distillations", {"shard": shard},
                              preview_columns=["problem_id", "verdict", "method", "extracted_answer", "format_issues"]),
             "correct_share": dg.MetadataValue.float(round(correct / n, 4) if n else 0.0),
-            "verdicts": dg.MetadataValue.md(counts_markdown(result["verdicts"], key="verdict", value="samples")),
-            "methods": dg.MetadataValue.md(counts_markdown(result["methods"], key="method", value="samples")),
-            "format_issues": dg.MetadataValue.md(counts_markdown(result["format_issues"], key="issue", value="samples")),
-            "judge_verdicts": dg.MetadataValue.md(counts_markdown(result["judge_verdicts"], key="judge", value="samples")),
+            "verdicts": dg.MetadataValue.md(counts_markdown(result.verdicts, key="verdict", value="samples")),
+            "methods": dg.MetadataValue.md(counts_markdown(result.methods, key="method", value="samples")),
+            "format_issues": dg.MetadataValue.md(counts_markdown(result.format_issues, key="issue", value="samples")),
+            "judge_verdicts": dg.MetadataValue.md(counts_markdown(result.judge_verdicts, key="judge", value="samples")),
             "unparseable_reference_share": dg.MetadataValue.float(round(shares["unparseable_reference"], 4)),
             "timeout_share": dg.MetadataValue.float(round(shares["timeout"], 4)),
             "truncated_share": dg.MetadataValue.float(round(shares["truncated"], 4)),
-            "domains": dg.MetadataValue.md(counts_markdown(result["domains"], key="domain", value="samples")),
-            "verifiers": dg.MetadataValue.md(counts_markdown(result["verifiers"], key="verifier", value="samples")),
+            "domains": dg.MetadataValue.md(counts_markdown(result.domains, key="domain", value="samples")),
+            "verifiers": dg.MetadataValue.md(counts_markdown(result.verifiers, key="verifier", value="samples")),
             **sandbox_warning(vcfg),
         },
         check_results=checks,

@@ -116,18 +116,18 @@ def bench_vllm(args, root: Path, problems: pl.DataFrame, model_dir: Path) -> dic
         asset_s = time.monotonic() - t0
     finally:
         engine.close()
-    tokens = result["stats"].generated_tokens
+    tokens = result.stats.generated_tokens
     print(f"vllm pass_rates end to end: {tokens} tokens in {asset_s:.1f}s = {tokens / asset_s:.0f} tok/s "
-          f"(generation alone {result['stats'].tokens_per_s:.0f} tok/s)", flush=True)
+          f"(generation alone {result.stats.tokens_per_s:.0f} tok/s)", flush=True)
     samples = store.query("SELECT g.text, c.answer FROM generations g JOIN clean_problems c USING (problem_id)")
     return {
         "samples": len(reqs), "load_s": round(engine.load_seconds, 1),
         "raw_tokens": raw_tokens, "raw_s": round(raw_s, 1), "raw_tok_s": round(raw_tokens / raw_s, 1),
         "asset_tokens": tokens, "asset_s": round(asset_s, 1), "asset_tok_s": round(tokens / asset_s, 1),
         "ratio": round((tokens / asset_s) / (raw_tokens / raw_s), 3),
-        "mean_pass_rate": round(result["mean_pass_rate"], 3), "boxed_share": round(result["boxed_share"], 3),
-        "last_number_share": round(result["last_number_share"], 3),
-        "pass_rate_values": sorted(set(result["rates"]["pass_rate"].drop_nulls().to_list())),
+        "mean_pass_rate": round(result.mean_pass_rate, 3), "boxed_share": round(result.boxed_share, 3),
+        "last_number_share": round(result.last_number_share, 3),
+        "pass_rate_values": sorted(set(result.rates["pass_rate"].drop_nulls().to_list())),
         "pairs": list(samples.iter_rows()),
     }
 
@@ -186,11 +186,11 @@ def bench_http(args, root: Path, problems: pl.DataFrame, model_dir: Path) -> dic
             with open_engine(cfg.model("small"), store.home) as engine:
                 result = difficulty.materialize_shard(store, cfg, "shard-00000", engine, "bench")
             seconds = time.monotonic() - t0
-            totals["asset"][0] += result["stats"].generated_tokens
+            totals["asset"][0] += result.stats.generated_tokens
             totals["asset"][1] += seconds
-            errors += result["stats"].errors
-            print(f"http round {i}: pass_rates body {result['stats'].generated_tokens} tokens in {seconds:.1f}s = "
-                  f"{result['stats'].generated_tokens / seconds:.0f} tok/s", flush=True)
+            errors += result.stats.errors
+            print(f"http round {i}: pass_rates body {result.stats.generated_tokens} tokens in {seconds:.1f}s = "
+                  f"{result.stats.generated_tokens / seconds:.0f} tok/s", flush=True)
     finally:
         server.stop()
     rate = {k: tokens / seconds for k, (tokens, seconds) in totals.items()}

@@ -94,7 +94,7 @@ def run(args) -> dict:
             report["warmup_s"] = round(time.monotonic() - t0 - engine.load_seconds, 1)
             t0, tokens = time.monotonic(), 0
             for shard in shards:
-                tokens += difficulty.materialize_shard(store, cfg, shard, engine, "bench")["stats"].generated_tokens
+                tokens += difficulty.materialize_shard(store, cfg, shard, engine, "bench").stats.generated_tokens
             asset_s = time.monotonic() - t0
             dcfg = cfg.difficulty
             report["pass_rates"] = side_by_side("pass_rates", tokens, asset_s,
@@ -104,7 +104,7 @@ def run(args) -> dict:
             t0, tokens, selected = time.monotonic(), 0, []
             for shard in shards:
                 result = distillation.materialize_distillations(store, cfg, shard, teacher, "bench")
-                tokens += result["stats"].generated_tokens
+                tokens += result.stats.generated_tokens
                 selected.append(distillation.select_problems(store, cfg, shard))
             asset_s = time.monotonic() - t0
             tcfg = cfg.distillation

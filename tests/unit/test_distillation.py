@@ -114,7 +114,7 @@ def test_labelled_solutions_verified_as_distillations(tmp_path, shared_data):
     result = materialize_verified(store, _config(), "shard-qwen", "run-1")
     verified = store.query("SELECT * FROM verified_distillations ORDER BY generation_id")
     assert verified.height == 800
-    assert result["shares"]["timeout"] == 0 and result["shares"]["unparseable_reference"] == 0
+    assert result.shares["timeout"] == 0 and result.shares["unparseable_reference"] == 0
     agree = sum((c is True) == labels[g] for g, c in verified.select("generation_id", "correct").iter_rows())
     assert agree / 800 >= 0.97, agree
     assert set(verified["method"]) <= {"math_verify"}
