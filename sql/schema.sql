@@ -234,27 +234,34 @@ GROUP BY d.problem_id, d.model;
 -- Shared rules. Each is written once, here, and read by the splits (sql/splits) and the
 -- analysis pack (sql/analysis) alike.
 
+-- Which pass_rates rows count towards a pooled pass rate: the reference answer parsed and the
+-- row has samples and a rate.
+CREATE OR REPLACE MACRO counts_toward_pass_rate(reference_status, pass_rate, k) AS
+    reference_status = 'ok' AND pass_rate IS NOT NULL AND k > 0;
+
 -- The pooled pass rate of each problem under each model: every pass_rates row of that model
--- (any params_hash or shard) whose reference answer parsed counts; pass_rate = n_correct / k
--- over them. k, n_correct and pass_rate are NULL when no row counts (reference unparseable or
--- missing, or no samples): such a problem has no pass rate.
-CREATE VIEW IF NOT EXISTS pooled_pass_rates AS
+-- (any params_hash or shard) that counts; pass_rate = n_correct / k over them. k, n_correct and
+-- pass_rate are NULL when no row counts (reference unparseable or missing, or no samples): such
+-- a problem has no pass rate.
+CREATE OR REPLACE VIEW pooled_pass_rates AS
 SELECT problem_id, model, k, n_correct, n_correct::DOUBLE / k AS pass_rate
 FROM (
     SELECT problem_id, model,
-           sum(k) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL AND k > 0) AS k,
-           sum(n_correct) FILTER (WHERE reference_status = 'ok' AND pass_rate IS NOT NULL AND k > 0) AS n_correct
+           sum(k) FILTER (WHERE counts_toward_pass_rate(reference_status, pass_rate, k)) AS k,
+           sum(n_correct) FILTER (WHERE counts_toward_pass_rate(reference_status, pass_rate, k)) AS n_correct
     FROM pass_rates
     GROUP BY problem_id, model
 );
 
 -- The pooled pass rate of each scored problem under one model known by several names (its
--- role, name and served name: r1_assets.splits.model_ids), pooling the counts of
--- pooled_pass_rates over those names. model_ids NULL pools every model.
-CREATE MACRO IF NOT EXISTS pass_rate_under(model_ids) AS TABLE
+-- role, name and served name: r1_assets.splits.model_ids): the same counting rows pooled over
+-- those names, in one grouping (pooling per model first and then over the names gives the same
+-- sums at twice the cost). model_ids NULL pools every model.
+CREATE OR REPLACE MACRO pass_rate_under(model_ids) AS TABLE
 SELECT problem_id, sum(n_correct)::DOUBLE / sum(k) AS pass_rate
-FROM pooled_pass_rates
-WHERE k IS NOT NULL AND (model_ids IS NULL OR list_contains(model_ids, model))
+FROM pass_rates
+WHERE counts_toward_pass_rate(reference_status, pass_rate, k)
+  AND (model_ids IS NULL OR list_contains(model_ids, model))
 GROUP BY problem_id;
 
 -- Every teacher sample with its verdict, and whether it is usable as an SFT solution: verified

@@ -1,10 +1,11 @@
--- Histogram of teacher distillation lengths (tokens), by teacher model and verified correctness.
+-- Histogram of teacher distillation lengths (tokens), by teacher model, domain and verified correctness.
 -- The data behind the length charts of the split and analysis assets.
 --
 -- @param model VARCHAR: only this teacher model (default: every model)
 -- @param bins INTEGER: number of equal-width bins over [0, longest sample] (default 20)
 --
--- Columns: model, correctness (correct | wrong | undecided | unverified), bin_start,
+-- Columns: model, domain (of the verdict, else of the clean problem, else math),
+--   correctness (correct | wrong | undecided | unverified), bin_start,
 --   bin_end (tokens, half-open [bin_start, bin_end)), samples
 -- Speed: the bin width comes from distillations alone; the join is done once, then grouped.
 WITH width AS (
@@ -13,6 +14,7 @@ WITH width AS (
     WHERE n_tokens IS NOT NULL AND (getvariable('model') IS NULL OR model = getvariable('model'))
 )
 SELECT d.model,
+       coalesce(v.domain, c.domain, 'math') AS domain,
        CASE WHEN v.generation_id IS NULL THEN 'unverified'
             WHEN v.correct THEN 'correct'
             WHEN NOT v.correct THEN 'wrong'
@@ -22,8 +24,9 @@ SELECT d.model,
        count(*) AS samples
 FROM distillations d
 LEFT JOIN verified_distillations v USING (generation_id)
+LEFT JOIN clean_problems c ON c.problem_id = d.problem_id
 CROSS JOIN width
 WHERE d.n_tokens IS NOT NULL
   AND (getvariable('model') IS NULL OR d.model = getvariable('model'))
 GROUP BY ALL
-ORDER BY model, correctness, bin_start
+ORDER BY model, domain, correctness, bin_start

@@ -47,14 +47,23 @@ flags AS (
     LEFT JOIN pooled p ON p.problem_id = c.problem_id
     LEFT JOIN per_problem pp ON pp.problem_id = c.problem_id
 ),
+-- Steps 3-7 in one pass over the clean problems.
+flag_counts AS (
+    SELECT domain, source, count(*) AS clean,
+           count(*) FILTER (WHERE scored) AS scored,
+           count(*) FILTER (WHERE passed) AS passed,
+           count(*) FILTER (WHERE passed AND has_sample) AS distilled,
+           count(*) FILTER (WHERE passed AND has_verified) AS verified
+    FROM flags GROUP BY ALL
+),
 counts AS (
     SELECT domain, source, 1 AS step, 'raw' AS stage, count(*) AS problems FROM raw_problems GROUP BY ALL
     UNION ALL SELECT domain, source, 2, 'unique', count(*) FROM unique_problems GROUP BY ALL
-    UNION ALL SELECT domain, source, 3, 'clean', count(*) FROM clean_problems GROUP BY ALL
-    UNION ALL SELECT domain, source, 4, 'scored', count(*) FILTER (WHERE scored) FROM flags GROUP BY ALL
-    UNION ALL SELECT domain, source, 5, 'passed_difficulty', count(*) FILTER (WHERE passed) FROM flags GROUP BY ALL
-    UNION ALL SELECT domain, source, 6, 'distilled', count(*) FILTER (WHERE passed AND has_sample) FROM flags GROUP BY ALL
-    UNION ALL SELECT domain, source, 7, 'verified', count(*) FILTER (WHERE passed AND has_verified) FROM flags GROUP BY ALL
+    UNION ALL SELECT domain, source, 3, 'clean', clean FROM flag_counts
+    UNION ALL SELECT domain, source, 4, 'scored', scored FROM flag_counts
+    UNION ALL SELECT domain, source, 5, 'passed_difficulty', passed FROM flag_counts
+    UNION ALL SELECT domain, source, 6, 'distilled', distilled FROM flag_counts
+    UNION ALL SELECT domain, source, 7, 'verified', verified FROM flag_counts
     UNION ALL SELECT domain, source, 8, 'stage1_sft', count(*) FROM stage1_sft GROUP BY ALL
     UNION ALL SELECT domain, source, 9, 'stage2_sft', count(*) FROM stage2_sft GROUP BY ALL
 ),

@@ -2,6 +2,7 @@
 
     nice python tests/bench/bench_sql.py [--generations 1000000] [--home /tmp/r1_bench] [--keep]
                                          [--backend both|duckdb|ducklake]
+    pytest tests/bench -o python_files='bench_*.py' -s -k bench_sql     (R1_BENCH_GENERATIONS=1000000)
 
 Synthesises a database with the real schema (sql/schema.sql through r1_assets.storage.Store):
 300k raw rows over 4 sources (50k exact duplicates), 250k unique problems, 5k contaminated,
@@ -12,17 +13,20 @@ and warm (best of 3 more runs), with DuckDB limited to 2 threads. Baseline, same
 obvious Python route, pulling the needed columns into polars and computing there, for two
 queries (token_lengths, pass_rate_histogram). With --backend both (the default) the same data
 is built and queried on each storage backend (a DuckDB file, and a DuckLake on SQLite read
-through a read-only attachment), and the DuckLake/DuckDB ratio is printed per query. Prints
-markdown tables for docs/benchmarks.md.
+through a read-only attachment), the DuckLake/DuckDB ratio is printed per query, and every
+query's result must be the same on both (row for row, timestamps of the writes aside). Prints
+markdown tables for docs/benchmarks.md. The pytest entry asserts both and every warm run <= 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -173,10 +177,10 @@ def _connect(store: Store) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def bench_queries(store: Store) -> list[dict]:
+def bench_queries(store: Store) -> tuple[list[dict], dict[str, pl.DataFrame]]:
     probe = store.scalar("SELECT problem_id FROM stage2_sft ORDER BY problem_id LIMIT 1")
     params = {"row_lineage": {"problem_id": probe}}
-    results = []
+    results, frames = [], {}
     for name in named_queries():
         con = _connect(store)
         try:
@@ -199,10 +203,34 @@ def bench_queries(store: Store) -> list[dict]:
             con.close()
         print(f"  {name}: {row}", flush=True)
         results.append(row)
-    return results
+        frames[name] = frame
+    return results, frames
 
 
-def run_backend(home: Path, backend: str, generations: int, keep: bool) -> tuple[list[dict], dict]:
+# Written when the row was written (wall clock, and the DuckLake snapshot): differ between backends.
+WRITE_STAMPS = ("created_at", "snapshot_id")
+
+
+def comparable(frame: pl.DataFrame) -> list[tuple]:
+    """A query's rows with write stamps removed from JSON records (row_lineage), as sorted tuples."""
+    def clean(value):
+        if isinstance(value, str) and value.startswith("{"):
+            try:
+                record = json.loads(value)
+            except ValueError:
+                return value
+            return json.dumps({k: v for k, v in record.items() if k not in WRITE_STAMPS}, sort_keys=True)
+        return value
+
+    return sorted((tuple(clean(v) for v in row) for row in frame.iter_rows()), key=repr)
+
+
+def differing_queries(file_frames: dict[str, pl.DataFrame], lake_frames: dict[str, pl.DataFrame]) -> list[str]:
+    """Queries whose results differ between the DuckDB file and the lake."""
+    return [name for name in file_frames if comparable(file_frames[name]) != comparable(lake_frames[name])]
+
+
+def run_backend(home: Path, backend: str, generations: int, keep: bool) -> tuple[list[dict], dict, dict]:
     store = Store(home, storage=StorageConfig(backend=backend))
     if not (keep and store.exists()):
         shutil.rmtree(home, ignore_errors=True)
@@ -221,7 +249,8 @@ def run_backend(home: Path, backend: str, generations: int, keep: bool) -> tuple
                                           "verified_distillations")}
     size = sum(p.stat().st_size for p in home.rglob("*") if p.is_file())
     print(f"tables: {counts}; store {size / 2**20:.0f} MiB")
-    return bench_queries(store), splits
+    results, frames = bench_queries(store)
+    return results, splits, frames
 
 
 def print_table(backend: str, results: list[dict], splits: dict) -> None:
@@ -239,18 +268,12 @@ def print_table(backend: str, results: list[dict], splits: dict) -> None:
     print(f"\nall warm runs under 1 s: {not slow}" + (f" (slow: {slow})" if slow else ""))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generations", type=int, default=1_000_000)
-    parser.add_argument("--home", type=Path, default=Path("/tmp/r1_bench"))
-    parser.add_argument("--keep", action="store_true", help="reuse an existing database at --home")
-    parser.add_argument("--backend", choices=["both", "duckdb", "ducklake"], default="both")
-    args = parser.parse_args()
-    backends = ["duckdb", "ducklake"] if args.backend == "both" else [args.backend]
-    runs = {b: run_backend(args.home / b, b, args.generations, args.keep) for b in backends}
+def run(generations: int, home: Path, backends: list[str], keep: bool = False) -> dict[str, tuple]:
+    """Build, time and print every backend; with both, also the ratios and the differing queries."""
+    runs = {b: run_backend(home / b, b, generations, keep) for b in backends}
     load = os.getloadavg()[0]
     print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} cores (the box is shared)")
-    for backend, (results, splits) in runs.items():
+    for backend, (results, splits, _) in runs.items():
         print_table(backend, results, splits)
     if len(runs) == 2:
         print("\n| query | duckdb warm (s) | ducklake warm (s) | ducklake / duckdb | ducklake first run (s) |")
@@ -261,6 +284,29 @@ def main() -> None:
         for split in ("stage1_sft", "stage2_sft"):
             a, b = runs["duckdb"][1][split][0], runs["ducklake"][1][split][0]
             print(f"| build_split({split}) | {a:.2f} | {b:.2f} | {b / a:.2f}x | |")
+        differ = differing_queries(runs["duckdb"][2], runs["ducklake"][2])
+        print(f"\nsame results on both backends: {not differ}" + (f" (differ: {differ})" if differ else ""))
+    return runs
+
+
+def test_every_analysis_query_under_1s_on_1m_generations_with_the_same_results_on_both_backends():
+    generations = int(os.environ.get("R1_BENCH_GENERATIONS", 1_000_000))
+    with tempfile.TemporaryDirectory(prefix="r1-bench-sql-") as root:
+        runs = run(generations, Path(root), ["duckdb", "ducklake"])
+    slow = {b: {r["query"]: round(r["warm_s"], 3) for r in results if r["warm_s"] > 1.0}
+            for b, (results, _, _) in runs.items()}
+    assert not any(slow.values()), f"warm runs over 1 s: {slow}"
+    assert not differing_queries(runs["duckdb"][2], runs["ducklake"][2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generations", type=int, default=1_000_000)
+    parser.add_argument("--home", type=Path, default=Path("/tmp/r1_bench"))
+    parser.add_argument("--keep", action="store_true", help="reuse an existing database at --home")
+    parser.add_argument("--backend", choices=["both", "duckdb", "ducklake"], default="both")
+    args = parser.parse_args()
+    run(args.generations, args.home, ["duckdb", "ducklake"] if args.backend == "both" else [args.backend], args.keep)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ def test_token_length_histogram_bins_cover_every_sample(built_splits_world):
     assert hist["bin_start"].max() <= max(s.n_tokens for s in samples) < hist["bin_end"].max()
     correct = hist.filter(hist["correctness"] == "correct")["samples"].sum()
     assert correct == sum(1 for s in samples if s.correct)
+    assert hist.columns[:3] == ["model", "domain", "correctness"] and set(hist["domain"]) == {"math"}
 
 
 def test_contamination_report_by_benchmark_and_method(built_splits_world):
