@@ -816,6 +816,15 @@ def keep_engines_open() -> Iterator[None]:
             engine.close()
 
 
+def _engine_location(model_cfg: ModelConfig, home: Path | str) -> str:
+    """What, besides its settings, makes an engine distinct: the model folder an in-process
+    vLLM loads (two homes linking one converted model share one engine), else the home."""
+    if model_cfg.engine == "vllm":
+        model = resolve_model_path(model_cfg.name, home)
+        return str(Path(model).resolve()) if Path(model).exists() else model  # a hub id as given
+    return str(Path(home).resolve())
+
+
 @contextmanager
 def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | None = None) -> Iterator[Engine]:
     """The configured engine, closed (vLLM shut down) on exit, failures included.
@@ -831,7 +840,7 @@ def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | N
         finally:
             engine.close()
         return
-    key = (model_cfg, str(Path(home).resolve()), batch_size)
+    key = (model_cfg, _engine_location(model_cfg, home), batch_size)
     engine = _kept_engines.get(key) or _kept_engines.setdefault(key, _new_engine(model_cfg, home, batch_size))
     try:
         yield engine
@@ -844,12 +853,14 @@ def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | N
 # -- resumable generation -----------------------------------------------------------------------
 
 
-def params_hash(model: str, sampling: SamplingConfig, prompt_template: str) -> str:
-    """Identity of 'what a sample is': model, sampling parameters and prompt (not ``n``).
+def params_hash(model: str, sampling: SamplingConfig, prompts: PromptTemplates) -> str:
+    """Identity of 'what a sample is': model, sampling parameters and the stage's prompt
+    templates (not ``n``).
 
     ``n`` is excluded so that raising it from 8 to 16 reuses the first 8 samples.
     """
-    spec = {"model": model, "prompt_template": prompt_template, **sampling_params(sampling)}
+    templates = json.dumps(prompts.model_dump(), sort_keys=True)
+    spec = {"model": model, "prompt_template": templates, **sampling_params(sampling)}
     return stable_hash(json.dumps(spec, sort_keys=True))
 
 
@@ -959,7 +970,7 @@ def run_generation(
     started = time.monotonic()
     from r1_assets.prompts import render_sample_prompt
 
-    ph = params_hash(engine.model, sampling, json.dumps(prompts.model_dump(), sort_keys=True))
+    ph = params_hash(engine.model, sampling, prompts)
     stats = GenerationStats(params_hash=ph)
     wanted: dict[str, SampleRequest] = {}
     for row in problems.unique("problem_id", maintain_order=True).iter_rows(named=True):

@@ -25,6 +25,24 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
+# The model settings of every in-process test, so that inside ``kept_engines`` they share one
+# engine (the key of ``r1_assets.engines.keep_engines_open`` is these settings and the model folder).
+SMALL_MODEL = {"name": "small_model", "dtype": "auto", "enforce_eager": True, "max_model_len": 1024, "batch_size": 16}
+
+
+@pytest.fixture(scope="session")
+def kept_engines():
+    """One ``keep_engines_open`` block for the session: in-process tests load the model once.
+
+    At the end every kept engine must have shut down (its engine core process with it)."""
+    from r1_assets import engines
+
+    with engines.keep_engines_open():
+        yield
+        kept = list(engines._kept_engines.values())
+    assert all(getattr(engine, "_llm", None) is None for engine in kept)
+
+
 @pytest.fixture(scope="session")
 def converted_small_model(request) -> Path:
     """A converted SmolLM2 folder, shared by the session (and later sessions)."""

@@ -2,6 +2,7 @@
 
 
 
+from r1_assets.config import load_config
 from tests.paths import open_data
 
 POOLS = {
@@ -56,7 +57,7 @@ def test_in_process_materialization_reports_metadata(r1_home, materialize):
     result = materialize(["raw_problems"], "chain_sum")
     (mat,) = result.asset_materializations_for_node("raw_problems")
     meta = mat.metadata
-    assert meta["dagster/row_count"].value == 30  # chain_sum's size in embedded_default.yaml
+    assert meta["dagster/row_count"].value == load_config().source("chain_sum").size  # the packaged default's
     assert [c.name for c in meta["dagster/column_schema"].schema.columns][:5] == ["problem_id", "source", "source_row", "problem", "answer"]
     assert "| problem_id |" in meta["preview"].value
     assert meta["rows_rejected"].value == 0

@@ -44,7 +44,7 @@ def batch_model(base_url: str, **kw) -> ModelConfig:
 def test_batch_submit_poll_ingest_with_per_request_errors(tmp_path):
     store = Store(tmp_path / "home")
     cfg = batch_model("")
-    ph = params_hash(cfg.name, SAMPLING, json.dumps(PROMPTS.model_dump(), sort_keys=True))  # as run_generation
+    ph = params_hash(cfg.name, SAMPLING, PROMPTS)
     failing = generation_id("distillation", "p1", cfg.name, ph, 0)
     with BatchServer(deepseek_runner(fail_ids={failing})) as server:
         cfg = batch_model(server.base_url)

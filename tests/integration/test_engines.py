@@ -24,7 +24,7 @@ from r1_assets.engines import (
     sample_seed,
 )
 from r1_assets.storage import Store
-from tests.model_support import VllmServer, link_small_model
+from tests.model_support import SMALL_MODEL, VllmServer, link_small_model
 
 SAMPLING = SamplingConfig(n=3, temperature=0.7, top_p=0.95, max_tokens=48, seed=0)
 TEMPLATE = "{problem}\nAnswer with just the number."
@@ -39,11 +39,12 @@ def problems_frame(n: int) -> pl.DataFrame:
 
 
 def test_params_hash_ignores_n_but_not_sampling():
-    base = params_hash("m", SAMPLING, TEMPLATE)
-    assert params_hash("m", SAMPLING.model_copy(update={"n": 16}), TEMPLATE) == base
-    assert params_hash("m", SAMPLING.model_copy(update={"temperature": 0.6}), TEMPLATE) != base
-    assert params_hash("m", SAMPLING, TEMPLATE + " ") != base
-    assert params_hash("other", SAMPLING, TEMPLATE) != base
+    base = params_hash("m", SAMPLING, PROMPTS)
+    assert params_hash("m", SAMPLING.model_copy(update={"n": 16}), PROMPTS) == base
+    assert params_hash("m", SAMPLING.model_copy(update={"temperature": 0.6}), PROMPTS) != base
+    assert params_hash("m", SAMPLING, PromptTemplates(math=TEMPLATE + " ")) != base
+    assert params_hash("m", SAMPLING, PromptTemplates(math=TEMPLATE, code="{problem}")) != base
+    assert params_hash("other", SAMPLING, PROMPTS) != base
     assert generation_id("pass_rate", "p1", "m", base, 0) != generation_id("pass_rate", "p1", "m", base, 1)
     assert generation_id("pass_rate", "p1", "m", base, 0) != generation_id("distillation", "p1", "m", base, 0)
     assert sample_seed(0, "p1", 3) == sample_seed(0, "p1", 3) != sample_seed(1, "p1", 3)
@@ -188,13 +189,12 @@ def test_http_engine_gives_up_when_server_is_down_and_keeps_finished(flaky, tmp_
 
 
 @pytest.fixture(scope="module")
-def vllm_engine(converted_small_model, tmp_path_factory):
+def vllm_engine(converted_small_model, kept_engines, tmp_path_factory):
+    """The session's in-process engine (``kept_engines`` checks it shuts down at the end)."""
     home = tmp_path_factory.mktemp("vllm-home")
     link_small_model(home, converted_small_model)
-    cfg = ModelConfig(name="small_model", dtype="auto", enforce_eager=True, max_model_len=1024, batch_size=8)
-    with open_engine(cfg, home) as engine:
+    with open_engine(ModelConfig(**SMALL_MODEL), home) as engine:
         yield engine
-    assert engine._llm is None  # shut down on exit
 
 
 @pytest.mark.model
@@ -236,7 +236,7 @@ class CrashAfter:
 
     def __init__(self, engine, n: int):
         self.engine, self.n = engine, n
-        self.model, self.batch_size = engine.model, engine.batch_size
+        self.model, self.batch_size = engine.model, 8  # checkpoints of 8
 
     def generate(self, requests, sampling):
         for i, result in enumerate(self.engine.generate(requests, sampling)):
@@ -247,7 +247,7 @@ class CrashAfter:
 
 class Counting:
     def __init__(self, engine):
-        self.engine, self.model, self.batch_size = engine, engine.model, engine.batch_size
+        self.engine, self.model, self.batch_size = engine, engine.model, 8
         self.requested: list[SampleRequest] = []
 
     def generate(self, requests, sampling):

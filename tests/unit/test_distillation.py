@@ -6,7 +6,6 @@ import json
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from r1_assets.config import VerificationConfig
 from r1_assets.distillation import DISTILLATION_SCHEMA, materialize_verified
@@ -14,7 +13,6 @@ from r1_assets.verification.format import format_issues, has_degenerate_repetiti
 from r1_assets.verification.judge import parse_judge_verdict
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
-from tests.model_support import link_small_model
 
 QWEN_FILE = "samples/qwen25_math_cot_100x8.jsonl"
 QWEN_MODEL = "Qwen2.5-Math-7B-Instruct"
@@ -192,79 +190,3 @@ def test_distillation_assets_use_shards_and_pools():
     for a in (distil, verify):
         assert a.partitions_def.name == "shards"
     assert {k.to_user_string() for k in distil.asset_deps[dg.AssetKey("distillations")]} == {"pass_rates"}
-
-
-# -- the real small model as teacher ------------------------------------------------------------------
-
-PROBLEMS = [
-    ("What is 1 + 1?", "2"),
-    ("What is 2 + 3?", "5"),
-    ("What is 7 * 6?", "42"),
-    ("What is 48213 * 9187?", "442932831"),
-]
-
-
-@pytest.mark.model
-def test_distillation_chain_with_small_model(r1_home, write_config, converted_small_model):
-    from dagster_project.assets.difficulty import pass_rates
-    from dagster_project.assets.distillation import distillations, verified_distillations
-    from dagster_project.partitions import register_shard_partitions
-    from dagster_project.resources import EngineResource, R1Resource
-    from r1_assets.difficulty import sync_shards
-
-    link_small_model(r1_home, converted_small_model)
-    model = {"name": "small_model", "dtype": "auto", "enforce_eager": True, "max_model_len": 1024, "batch_size": 16}
-    write_config({
-        "sources": [{"name": "t", "kind": "reasoning_gym", "task": "basic_arithmetic", "size": 5}],
-        "models": {"small": model, "teacher": model},
-        "difficulty": {"model": "small", "shard_size": 10,
-                       "sampling": {"n": 2, "temperature": 0.7, "top_p": 0.95, "max_tokens": 48, "seed": 0}},
-        "distillation": {"model": "teacher", "selection": "pass_rate_band", "band": [0.0, 1.0],
-                         "sampling": {"n": 2, "temperature": 0.6, "top_p": 0.95, "max_tokens": 96, "seed": 0}},
-        "verification": {"workers": 2, "lenient": True, "judge_model": "small",
-                         "judge_sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 16}},
-    })
-    store = Store(r1_home)
-    rows = pl.DataFrame({"problem_id": [problem_id(p) for p, _ in PROBLEMS], "source": ["t"] * len(PROBLEMS),
-                         "source_row": list(range(len(PROBLEMS))), "problem": [p for p, _ in PROBLEMS],
-                         "answer": [a for _, a in PROBLEMS], "run_id": ["seed"] * len(PROBLEMS)})
-    store.replace_partition("clean_problems", rows, where=None, lineage=Lineage(run_id="seed"))
-    instance = dg.DagsterInstance.get()
-    sync_shards(store, shard_size=10)
-    [shard] = register_shard_partitions(instance, store)
-    resources = {"r1": R1Resource(), "engine": EngineResource()}
-    result = dg.materialize([pass_rates, distillations, verified_distillations], partition_key=shard,
-                            instance=instance, resources=resources)
-    assert result.success
-
-    d = store.query("SELECT * FROM distillations ORDER BY problem_id, sample_idx")
-    assert d.height == 2 * len(PROBLEMS)  # band [0, 1] selects every rated problem
-    assert set(d["model"]) == {"small_model"} and (d["shard"] == shard).all()
-    assert d["finish_reason"].is_in(["stop", "length"]).all() and (d["n_tokens"] > 0).all()
-    assert (d["n_tokens"] <= 96).all()
-    params = json.loads(d["params"][0])
-    assert params["temperature"] == 0.6 and params["top_p"] == 0.95 and params["max_tokens"] == 96
-    assert "Please reason step by step, and put your final answer within \\boxed{}." in d["prompt"][0]
-    assert d["reasoning"].is_not_null().all()
-
-    v = store.query("SELECT * FROM verified_distillations ORDER BY generation_id")
-    assert sorted(v["generation_id"]) == sorted(d["generation_id"])
-    assert set(v["verdict"]) <= {"correct", "wrong", "unparseable_answer"}
-    assert set(v["method"]) <= {"math_verify", "last_number"}
-    judged = v.filter(pl.col("verdict") != "correct")
-    assert judged["judge_verdict"].is_in(["EQUIVALENT", "DIFFERENT", "AMBIGUOUS"]).all()
-    assert (judged["judge_model"] == "small_model").all()
-    assert v.filter(pl.col("verdict") == "correct")["judge_verdict"].is_null().all()
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["unparseable_reference_share"] and checks["verification_timeout_share"]
-    rollups = store.query("SELECT * FROM distillation_rollups")
-    assert rollups.height == len(PROBLEMS) and (rollups["n_samples"] == 2).all()
-
-    # Re-materializing reuses every stored sample: nothing generated twice, no duplicates.
-    before = store.query("SELECT generation_id, run_id FROM generations ORDER BY 1")
-    again = dg.materialize([distillations], partition_key=shard, instance=instance, resources=resources)
-    assert again.success
-    meta = again.asset_materializations_for_node("distillations")[0].metadata
-    assert meta["generation"].value["generated"] == 0 and meta["generation"].value["reused"] == 2 * len(PROBLEMS)
-    assert store.query("SELECT generation_id, run_id FROM generations ORDER BY 1").equals(before)
-    assert store.count("distillations") == 2 * len(PROBLEMS)
