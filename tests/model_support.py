@@ -46,9 +46,14 @@ def kept_engines():
 @pytest.fixture(scope="session")
 def converted_small_model(request) -> Path:
     """A converted SmolLM2 folder, shared by the session (and later sessions)."""
+    import fcntl
+
     cache = Path(request.config.cache.mkdir("r1-small-model"))
     os.environ.setdefault("VLLM_CACHE_ROOT", str(cache / "vllm-cache"))
-    return convert_gguf(small_model_dir(cache)).path
+    # pytest-xdist workers share the cache: one converts, the others wait and find it current.
+    with open(cache / ".convert.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return convert_gguf(small_model_dir(cache)).path
 
 
 def link_small_model(home: Path, converted: Path) -> Path:

@@ -24,7 +24,7 @@ from r1_assets.engines import (
     sample_seed,
 )
 from r1_assets.storage import Store
-from tests.model_support import SMALL_MODEL, VllmServer, link_small_model
+from tests.model_support import SMALL_MODEL, link_small_model
 
 SAMPLING = SamplingConfig(n=3, temperature=0.7, top_p=0.95, max_tokens=48, seed=0)
 TEMPLATE = "{problem}\nAnswer with just the number."
@@ -276,29 +276,6 @@ def test_run_generation_resumes_after_crash(vllm_engine, tmp_path):
     assert counting.requested == [] and stats.generated == 0 and stats.reused == 12
     rows = store.query("SELECT run_id, count(*) AS n FROM generations GROUP BY 1 ORDER BY 1")
     assert dict(rows.iter_rows()) == {"run1": 10, "run2": 2}
-
-
-# -- real model: vllm serve on loopback ------------------------------------------------------------
-
-
-@pytest.mark.model
-def test_http_engine_against_real_vllm_serve(converted_small_model, tmp_path):
-    server = VllmServer(converted_small_model, served_name="small").start(tmp_path / "serve.log")
-    try:
-        cfg = ModelConfig(name="small_model", served_model_name="small", engine="openai", base_url=server.base_url,
-                          max_concurrency=8, request_timeout_s=120, batch_size=8)
-        store = Store(tmp_path / "home")
-        with open_engine(cfg, tmp_path) as engine:
-            stats = run_generation(store, engine, "pass_rate", problems_frame(4), SAMPLING, PROMPTS, "s0", "run1")
-        assert stats.generated == 12 and stats.errors == 0 and stats.generated_tokens > 12
-        rows = store.query("SELECT * FROM generations")
-        assert rows["text"].str.len_chars().min() > 0
-        assert set(rows["finish_reason"]) <= {"stop", "length"}
-        assert (rows["n_tokens"] <= SAMPLING.max_tokens).all() and (rows["n_prompt_tokens"] > 5).all()
-        assert rows["model"].unique().to_list() == ["small_model"]
-    finally:
-        server.stop()
-    assert server.proc.poll() is not None
 
 
 def test_vllm_dtype_auto_is_float32_on_a_cpu_without_native_bfloat16(monkeypatch):

@@ -1,6 +1,7 @@
-"""A real `vllm serve --reasoning-parser deepseek_r1` on loopback: every character the server
-returned (reasoning and content) is in generations.text, and the reasoning/answer split of
-`distillations` gives back exactly what the server split."""
+"""The OpenAI-compatible engine against a real `vllm serve --reasoning-parser deepseek_r1` of the
+small model on loopback, one server for the module: samples, usage and finish reasons come
+through; every character the server returned (reasoning and content) is in generations.text,
+and the reasoning/answer split of `distillations` gives back exactly what the server split."""
 
 from __future__ import annotations
 
@@ -39,8 +40,39 @@ def think_tokenizer_model(converted: Path, target: Path) -> Path:
     return target
 
 
-def test_vllm_serve_reasoning_parser_nothing_dropped(converted_small_model, tmp_path, monkeypatch):
-    model_dir = think_tokenizer_model(converted_small_model, tmp_path / "smollm2-think")
+@pytest.fixture(scope="module")
+def served(converted_small_model, tmp_path_factory):
+    base = tmp_path_factory.mktemp("served")
+    model_dir = think_tokenizer_model(converted_small_model, base / "smollm2-think")
+    server = VllmServer(model_dir, served_name="small", extra_args=("--reasoning-parser", "deepseek_r1"))
+    server.start(base / "serve.log")
+    yield server
+    server.stop()
+    assert server.proc.poll() is not None
+
+
+def _engine_config(server: VllmServer, **extra) -> ModelConfig:
+    return ModelConfig(name="small_model", served_model_name="small", engine="openai", base_url=server.base_url,
+                       max_concurrency=8, request_timeout_s=120, batch_size=8, **extra)
+
+
+def test_http_engine_against_real_vllm_serve(served, tmp_path):
+    sampling = SamplingConfig(n=3, temperature=0.7, top_p=0.95, max_tokens=48, seed=0)
+    problems = pl.DataFrame({"problem_id": [f"p{i:03d}" for i in range(4)],
+                             "problem": [f"What is {i} + {i + 2}?" for i in range(4)]})
+    store = Store(tmp_path / "home")
+    with open_engine(_engine_config(served), tmp_path) as engine:
+        stats = run_generation(store, engine, "pass_rate", problems, sampling,
+                               PromptTemplates(math="{problem}\nAnswer with just the number."), "s0", "run1")
+    assert stats.generated == 12 and stats.errors == 0 and stats.generated_tokens > 12
+    rows = store.query("SELECT * FROM generations")
+    assert rows["text"].str.len_chars().min() > 0
+    assert set(rows["finish_reason"]) <= {"stop", "length"}
+    assert (rows["n_tokens"] <= sampling.max_tokens).all() and (rows["n_prompt_tokens"] > 5).all()
+    assert rows["model"].unique().to_list() == ["small_model"]
+
+
+def test_vllm_serve_reasoning_parser_nothing_dropped(served, tmp_path, monkeypatch):
     seen: dict[tuple[str, int], dict] = {}
     result = engines.completion_result
 
@@ -49,20 +81,13 @@ def test_vllm_serve_reasoning_parser_nothing_dropped(converted_small_model, tmp_
         return result(cfg, r, data, latency_s, params)
 
     monkeypatch.setattr(engines, "completion_result", spy)
-    server = VllmServer(model_dir, served_name="small", extra_args=("--reasoning-parser", "deepseek_r1"))
-    server.start(tmp_path / "serve.log")
-    try:
-        cfg = ModelConfig(name="small_model", served_model_name="small", engine="openai", base_url=server.base_url,
-                          max_concurrency=8, request_timeout_s=120, batch_size=8,
-                          pricing={"input_per_mtok": 1.0, "output_per_mtok": 2.0})
-        store = Store(tmp_path / "home")
-        problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(len(PROBLEMS))], "problem": PROBLEMS})
-        with open_engine(cfg, tmp_path) as engine:
-            stats = run_generation(store, engine, "distillation", problems, SAMPLING, PROMPTS, "s0", "run1")
-    finally:
-        server.stop()
+    cfg = _engine_config(served, pricing={"input_per_mtok": 1.0, "output_per_mtok": 2.0})
+    store = Store(tmp_path / "home")
+    problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(len(PROBLEMS))], "problem": PROBLEMS})
+    with open_engine(cfg, tmp_path) as engine:
+        stats = run_generation(store, engine, "distillation", problems, SAMPLING, PROMPTS, "s0", "run1")
     errors = store.query("SELECT error FROM generations WHERE error IS NOT NULL")["error"].to_list()
-    assert stats.generated == 6 and stats.errors == 0, (errors[:2], (tmp_path / "serve.log").read_text()[-3000:])
+    assert stats.generated == 6 and stats.errors == 0, (errors[:2], served.log_path.read_text()[-3000:])
     samples = load_generations(store, "distillation", "small_model", stats.params_hash, problems["problem_id"])
     rows = distillation_rows(samples, "s0", "run1")
     assert rows.height == 6
