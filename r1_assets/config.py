@@ -186,6 +186,11 @@ class DecontaminationConfig(_Section):
     ngram_rule: Literal["scaled", "any"] = "scaled"
     ngram_min_share: float = Field(default=0.5, gt=0, le=1)
     ngram_min_shared: int = Field(default=12, gt=0)
+    # A share-based hit also needs this many evidence n-grams (5 8-grams = a 12-word run, the
+    # labelling rule's "~12 words of shared setup"), unless it holds all of the benchmark row's:
+    # on a short benchmark row 2-4 shared 8-grams are its instruction ("what real values of $x$
+    # are not in the domain of"), not its problem.
+    ngram_min_evidence: int = Field(default=5, gt=0)
     # Digit-stripped keys shorter than this never match: a key like "compute" (from
     # "Compute $7^3$.") is a phrase, not a problem. Set from the labelled set: below 60 letters
     # every sampled hit was an exercise template ("whatistheremainderwhenisdividedby", 33).
