@@ -148,8 +148,9 @@ class DecontaminationConfig(_Section):
     # Each method is switchable; every hit records which one found it (contamination.method):
     # - ngram: Open-R1's check (lower-case, collapse whitespace, any shared word n-gram); a pool
     #   problem shorter than n words is matched on its whole text instead (method exact_short);
-    # - digit_stripped: Light-R1's exact match after removing digits and non-word characters,
-    #   which catches copies whose numbers were changed;
+    # - digit_stripped: after Light-R1, the text with every number masked equals or contains a
+    #   benchmark row's, which catches copies whose numbers were changed (the math's signs and
+    #   operators must agree; Light-R1 kept letters only);
     # - minhash: estimated Jaccard of the dedupe shingles (dedupe.shingle_size/num_perm/seed)
     #   at or above minhash_threshold, which catches reworded copies.
     # - semantic (opt-in): cosine of all-MiniLM-L6-v2 embeddings (r1_assets.embeddings) of the
@@ -191,7 +192,7 @@ class DecontaminationConfig(_Section):
     # on a short benchmark row 2-4 shared 8-grams are its instruction ("what real values of $x$
     # are not in the domain of"), not its problem.
     ngram_min_evidence: int = Field(default=5, gt=0)
-    # Digit-stripped keys shorter than this never match: a key like "compute" (from
+    # Number-masked keys with fewer letters than this never match: a key like "compute" (from
     # "Compute $7^3$.") is a phrase, not a problem. Set from the labelled set: below 60 letters
     # every sampled hit was an exercise template ("whatistheremainderwhenisdividedby", 33).
     digit_stripped_min_chars: int = Field(default=60, ge=0)

@@ -7,8 +7,8 @@ A pool problem is contaminated when it matches a benchmark problem by any enable
   word ``n``-gram with a benchmark problem. A text shorter than ``n`` words has no ``n``-gram,
   so a pair where either side is that short is compared on its whole text instead, and
   recorded as ``exact_short``;
-- ``digit_stripped`` (Light-R1): exact match after removing digits and every non-letter, which
-  catches copies whose numbers were changed ("Find 3+4" vs "Find 5+6");
+- ``digit_stripped`` (after Light-R1): the text with every number masked equals or contains a
+  benchmark row's, which catches copies whose numbers were changed ("Find 3+4" vs "Find 5+6");
 - ``minhash``: estimated Jaccard similarity of the dedupe shingles (``dedupe.shingle_size``,
   ``num_perm``, ``seed``) at or above ``minhash_threshold``, found through an LSH index of the
   benchmarks and confirmed on the signatures; catches reworded copies.
