@@ -125,6 +125,15 @@ class DedupeConfig(_Section):
     # 2 x pair_chunk x num_perm x 4 B (58 MB at the defaults); one gather of all 5M pairs of a
     # 1M-row pool took 4.4 GiB and was 5x slower from page faults.
     pair_chunk: int = Field(default=65_536, gt=0)
+    # Optional semantic pass (as AM and NeMo Curator): after MinHash, the cluster representatives
+    # are embedded with all-MiniLM-L6-v2 (r1_assets.embeddings, the embeddings of semantic
+    # decontamination) and two clusters merge when their representatives' cosine reaches
+    # semantic_threshold (duplicate_problems.method = semantic, similarity = that cosine). Off:
+    # ~45 rows/s on 2 CPU cores; semantic_device cuda on a GPU executor. 0.95: on the labelled
+    # decontamination pairs one clean pair of 399 reached 0.95 (two at 0.93).
+    semantic: bool = False
+    semantic_threshold: float = Field(default=0.95, gt=0, le=1)
+    semantic_device: str = "cpu"
 
     @model_validator(mode="after")
     def _bands_fit(self) -> DedupeConfig:
@@ -148,8 +157,9 @@ class DecontaminationConfig(_Section):
     # Each method is switchable; every hit records which one found it (contamination.method):
     # - ngram: Open-R1's check (lower-case, collapse whitespace, any shared word n-gram); a pool
     #   problem shorter than n words is matched on its whole text instead (method exact_short);
-    # - digit_stripped: Light-R1's exact match after removing digits and non-word characters,
-    #   which catches copies whose numbers were changed;
+    # - digit_stripped: after Light-R1, the text with every number masked equals or contains a
+    #   benchmark row's, which catches copies whose numbers were changed (the math's signs and
+    #   operators must agree; Light-R1 kept letters only);
     # - minhash: estimated Jaccard of the dedupe shingles (dedupe.shingle_size/num_perm/seed)
     #   at or above minhash_threshold, which catches reworded copies.
     # - semantic (opt-in): cosine of all-MiniLM-L6-v2 embeddings (r1_assets.embeddings) of the
@@ -186,7 +196,12 @@ class DecontaminationConfig(_Section):
     ngram_rule: Literal["scaled", "any"] = "scaled"
     ngram_min_share: float = Field(default=0.5, gt=0, le=1)
     ngram_min_shared: int = Field(default=12, gt=0)
-    # Digit-stripped keys shorter than this never match: a key like "compute" (from
+    # A share-based hit also needs this many evidence n-grams (5 8-grams = a 12-word run, the
+    # labelling rule's "~12 words of shared setup"), unless it holds all of the benchmark row's:
+    # on a short benchmark row 2-4 shared 8-grams are its instruction ("what real values of $x$
+    # are not in the domain of"), not its problem.
+    ngram_min_evidence: int = Field(default=5, gt=0)
+    # Number-masked keys with fewer letters than this never match: a key like "compute" (from
     # "Compute $7^3$.") is a phrase, not a problem. Set from the labelled set: below 60 letters
     # every sampled hit was an exercise template ("whatistheremainderwhenisdividedby", 33).
     digit_stripped_min_chars: int = Field(default=60, ge=0)

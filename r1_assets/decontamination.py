@@ -7,8 +7,8 @@ A pool problem is contaminated when it matches a benchmark problem by any enable
   word ``n``-gram with a benchmark problem. A text shorter than ``n`` words has no ``n``-gram,
   so a pair where either side is that short is compared on its whole text instead, and
   recorded as ``exact_short``;
-- ``digit_stripped`` (Light-R1): exact match after removing digits and every non-letter, which
-  catches copies whose numbers were changed ("Find 3+4" vs "Find 5+6");
+- ``digit_stripped`` (after Light-R1): the text with every number masked equals or contains a
+  benchmark row's, which catches copies whose numbers were changed ("Find 3+4" vs "Find 5+6");
 - ``minhash``: estimated Jaccard similarity of the dedupe shingles (``dedupe.shingle_size``,
   ``num_perm``, ``seed``) at or above ``minhash_threshold``, found through an LSH index of the
   benchmarks and confirmed on the signatures; catches reworded copies.
@@ -78,8 +78,19 @@ def word_ngram_hashes(words: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def digit_stripped_keys(texts: pl.Series) -> pl.Series:
-    """Light-R1's key: lower-case letters only (digits, spaces, symbols and '_' removed)."""
-    return texts.str.to_lowercase().str.replace_all(r"[\W\d_]+", "")
+    """The number-changed key: every number masked as ``#``, whitespace and LaTeX braces removed,
+    all else kept.
+
+    Light-R1 kept letters only; keeping the math's symbols means a hit has the same structure
+    (signs, operators, how many terms) with other numbers, as a number-changed copy does, and not
+    merely the same instruction around another expression ("rotation ... applied to $-6-3i$" /
+    "... to $7+2i$").
+    """
+    return texts.str.to_lowercase().str.replace_all(r"\d+(?:\.\d+)?", "#").str.replace_all(r"[\s{}]+", "")
+
+
+def _letter_counts(keys: pl.Series) -> pl.Series:
+    return keys.str.count_matches(r"[^\W\d_#]")
 
 
 # -- the benchmark index -----------------------------------------------------------------
@@ -138,8 +149,9 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
         "_bench": bench_idx,
         "_short": n_words < cfg.ngram,
     })
-    digit = pl.DataFrame({"_key": digit_stripped_keys(texts), "_bench": bench_idx}).filter(
-        pl.col("_key").str.len_chars() >= cfg.digit_stripped_min_chars
+    digit_keys = digit_stripped_keys(texts)
+    digit = pl.DataFrame({"_key": digit_keys, "_bench": bench_idx}).filter(
+        _letter_counts(digit_keys) >= cfg.digit_stripped_min_chars
     )
 
     signatures = None
@@ -239,7 +251,10 @@ def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: Decontamination
     score = per_pair["shared"].to_numpy() / np.maximum(bench_count[per_pair["_bench"].to_numpy()], 1)
     per_pair = per_pair.with_columns(score=pl.Series(np.minimum(score, 1.0)))
     if scaled:
-        per_pair = per_pair.filter((pl.col("score") >= cfg.ngram_min_share) | (pl.col("shared") >= cfg.ngram_min_shared))
+        per_pair = per_pair.filter(
+            ((pl.col("score") >= cfg.ngram_min_share) & (pl.col("shared") >= cfg.ngram_min_evidence))
+            | (pl.col("score") >= 1.0) | (pl.col("shared") >= cfg.ngram_min_shared)
+        )
     per_pair = (
         # Strongest matches first: a pool problem near many benchmark rows keeps the best few.
         per_pair.sort(["_row", "score", "shared", "_bench"], descending=[False, True, True, False])
@@ -273,13 +288,24 @@ def _short_hits(index: BenchmarkIndex, words: pl.Series, n_words: np.ndarray, n:
 
 
 def _digit_hits(index: BenchmarkIndex, texts: pl.Series, min_chars: int) -> pl.DataFrame:
-    pool = pl.DataFrame({"_key": digit_stripped_keys(texts), "_row": np.arange(texts.len())}).filter(
-        pl.col("_key").str.len_chars() >= min_chars
-    )
-    return pool.join(index.digit, on="_key", how="inner").select(
+    """Pool rows whose number-masked key holds a benchmark row's key (equal, or with text added
+    around it: an appended answer-format instruction, a harness prefix)."""
+    keys = digit_stripped_keys(texts)
+    pool = pl.DataFrame({"_key": keys, "_row": np.arange(texts.len())}).filter(_letter_counts(keys) >= min_chars)
+    empty = pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+    if pool.height == 0 or index.digit.height == 0:
+        return empty
+    # Aho-Corasick over all benchmark keys at once; overlapping so a key inside another is found too.
+    found = pool.with_columns(_key_bench=pl.col("_key").str.extract_many(pl.lit(index.digit["_key"].unique().implode()), overlapping=True))
+    found = found.explode("_key_bench").drop_nulls("_key_bench")
+    if found.height == 0:
+        return empty
+    return found.join(index.digit, left_on="_key_bench", right_on="_key", how="inner").select(
         "_row", "_bench", score=pl.lit(1.0),
-        evidence=pl.lit("letters-only text equal: '") + pl.col("_key").str.slice(0, 120) + pl.lit("'"),
-    )
+        evidence=pl.when(pl.col("_key") == pl.col("_key_bench")).then(pl.lit("number-masked text equal: '"))
+        .otherwise(pl.lit("number-masked text contains the benchmark's: '"))
+        + pl.col("_key_bench").str.slice(0, 120) + pl.lit("'"),
+    ).unique(["_row", "_bench"])
 
 
 def _minhash_hits(

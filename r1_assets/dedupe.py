@@ -506,6 +506,38 @@ def near_duplicates(texts: pl.Series, cfg: DedupeConfig, log: Log = _noop, take:
     return NearDuplicates(labels=components.roots(), candidates=candidates, confirmed=confirmed, signatures=sig)
 
 
+def semantic_merge(
+    texts: pl.Series, take: np.ndarray, rep_index: np.ndarray, sim_to_rep: np.ndarray, cfg: DedupeConfig, log: Log = _noop,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The optional ``dedupe.semantic`` pass over MinHash clusters (rows ``texts[take]``, in
+    preference order; ``rep_index`` the representative of each row).
+
+    Embeds the representatives only, links each to its nearest others at cosine >=
+    ``semantic_threshold`` and merges their clusters. Returns (new representative per row,
+    similarity to it, mask of rows whose cluster was merged in by this pass: their similarity is
+    the cosine of their old representative to the new one).
+    """
+    from r1_assets.embeddings import embed_texts, top_k_cosine
+
+    t0 = time.perf_counter()
+    reps = np.unique(rep_index)
+    emb = embed_texts(texts.gather(take[reps]).to_list(), device=cfg.semantic_device)
+    idx, sim = top_k_cosine(emb, emb, k=min(8, len(reps)))
+    left = np.repeat(np.arange(len(reps)), idx.shape[1])
+    hit = (sim.reshape(-1) >= cfg.semantic_threshold) & (idx.reshape(-1) != left)
+    components = UnionFind(len(reps))
+    components.union(left[hit], idx.reshape(-1)[hit])
+    new_rep_of_rep = components.roots()            # the lowest, so the preferred, representative
+    position = np.searchsorted(reps, rep_index)
+    new_rep = reps[new_rep_of_rep[position]]
+    merged = new_rep != rep_index
+    cosine = np.einsum("ij,ij->i", emb[position], emb[new_rep_of_rep[position]])
+    similarity = np.where(merged, cosine, sim_to_rep)
+    log(f"semantic dedupe: {len(reps):,} clusters embedded, {int(hit.sum()):,} links at cosine >= {cfg.semantic_threshold},"
+        f" {len(reps) - len(np.unique(new_rep_of_rep)):,} clusters merged ({time.perf_counter() - t0:.1f}s)")
+    return new_rep, similarity, merged
+
+
 # -- the stage ---------------------------------------------------------------------------
 @dataclass
 class DedupeResult:
@@ -514,10 +546,11 @@ class DedupeResult:
     stats: dict = field(default_factory=dict)
 
     def per_source(self, rows_in: pl.DataFrame) -> pl.DataFrame:
-        """rows / kept / exact / minhash duplicates per source."""
+        """rows / kept / exact / minhash / semantic duplicates per source."""
         kept = self.unique.group_by("source").agg(kept=pl.len())
         dup = self.duplicates.group_by("source").agg(
-            exact=(pl.col("method") == "exact").sum(), minhash=(pl.col("method") == "minhash").sum()
+            exact=(pl.col("method") == "exact").sum(), minhash=(pl.col("method") == "minhash").sum(),
+            semantic=(pl.col("method") == "semantic").sum(),
         )
         return (
             rows_in.group_by("source").agg(rows=pl.len())
@@ -570,17 +603,23 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
     sim_to_rep = pair_jaccard(near.signatures, np.arange(exact.height), rep_index, cfg.pair_chunk)
     near_stats = {"lsh_candidate_pairs": near.candidates, "confirmed_pairs": near.confirmed}
     del near                         # the signatures: the largest array here
+    near_method = np.full(exact.height, "minhash", dtype=object)
+    if cfg.semantic:
+        rep_index, sim_to_rep, merged = semantic_merge(rows["problem"], exact["_row"].to_numpy(), rep_index, sim_to_rep, cfg, log)
+        near_method[merged] = "semantic"
+        near_stats["semantic_merged_problems"] = int(merged.sum())
     exact_ids = exact["problem_id"].to_numpy()
     exact = exact.with_columns(
         cluster_id=pl.Series(exact_ids[rep_index], dtype=pl.Utf8),
         _sim=pl.Series(sim_to_rep),
+        _near_method=pl.Series(near_method, dtype=pl.Utf8),
     )
     cluster_size = exact.group_by("cluster_id").agg(cluster_size=pl.col("_copies").sum().cast(pl.Int32))
 
     # 3. every input row: kept if it is the preferred row of its cluster's representative
     #    problem, else a duplicate.
     assigned = frame.join(
-        exact.select("problem_id", "cluster_id", "_sim", _preferred_row="_row"), on="problem_id", how="left"
+        exact.select("problem_id", "cluster_id", "_sim", "_near_method", _preferred_row="_row"), on="problem_id", how="left"
     ).with_columns(
         _kept=(pl.col("_row") == pl.col("_preferred_row")) & (pl.col("problem_id") == pl.col("cluster_id")),
     )
@@ -595,7 +634,7 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
     duplicates = (
         assigned.filter(~pl.col("_kept"))
         .with_columns(
-            method=pl.when(pl.col("problem_id") == pl.col("cluster_id")).then(pl.lit("exact")).otherwise(pl.lit("minhash")),
+            method=pl.when(pl.col("problem_id") == pl.col("cluster_id")).then(pl.lit("exact")).otherwise(pl.col("_near_method")),
         )
         .with_columns(similarity=pl.when(pl.col("method") == "exact").then(1.0).otherwise(pl.col("_sim")))
         .select(list(DUPLICATE_COLUMNS))
@@ -614,6 +653,7 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
         "kept": unique.height,
         "exact_duplicates": int((duplicates["method"] == "exact").sum()),
         "minhash_duplicates": int((duplicates["method"] == "minhash").sum()),
+        "semantic_duplicates": int((duplicates["method"] == "semantic").sum()),
         **near_stats,
         "clusters_with_duplicates": int((cluster_size["cluster_size"] > 1).sum()),
         "cross_source_clusters": cross,

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS duplicate_problems (
     source_row   BIGINT  NOT NULL,
     cluster_id   VARCHAR NOT NULL,
     domain       VARCHAR NOT NULL DEFAULT 'math',
-    method       VARCHAR NOT NULL,   -- exact | minhash
+    method       VARCHAR NOT NULL,   -- exact | minhash | semantic (dedupe.semantic)
     similarity   DOUBLE,
     run_id       VARCHAR NOT NULL
 );

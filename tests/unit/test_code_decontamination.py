@@ -48,11 +48,13 @@ def test_mbpp_test_split_and_humaneval_copies_are_removed(shared_data):
     assert set(hits.filter(pl.col("problem_id").is_in(pools["he_copy"]["problem_id"].to_list()))["benchmark"]) == {
         "humaneval"}
     # MBPP's train split repeats one test task word for word ("Write a python function to find the
-    # first repeated character in a given string."): every method finds it. The others flagged
-    # share one 8-gram of MBPP phrasing ("write a function to check if the given"), which Open-R1's
-    # any-8-gram rule removes by design (recall over precision).
+    # first repeated character in a given string."): every method finds it, and nothing else in
+    # the train rows is flagged. They share 8-grams of MBPP phrasing ("write a function to check
+    # if the given"), which Open-R1's any-8-gram rule would remove (ngram_rule: any).
     train = hits.filter(pl.col("problem_id").is_in(pools["train"]["problem_id"].to_list()))
     repeated = pools["train"].filter(pl.col("problem").str.contains("first repeated character"))["problem_id"][0]
     assert set(train.filter(pl.col("problem_id") == repeated)["method"]) == {"ngram", "digit_stripped", "minhash"}
-    assert set(train.filter(pl.col("problem_id") != repeated)["method"]) == {"ngram"}
-    assert train["problem_id"].n_unique() < pools["train"].height // 2
+    assert set(train["problem_id"]) == {repeated}
+    anyrule = decontaminate(pools["train"].select("problem_id", "problem"), benchmarks,
+                            DecontaminationConfig(methods=["ngram"], ngram_rule="any"), DedupeConfig()).hits
+    assert anyrule["problem_id"].n_unique() > 1

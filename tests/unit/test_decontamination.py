@@ -69,10 +69,38 @@ def test_number_changed_copy_caught_by_digit_stripped_only():
     assert "digit_stripped" in _methods(result.hits, changed)
     assert _methods(result.hits, pool_text) == {"digit_stripped"}
     hit = result.hits.filter(pl.col("problem_id") == problem_id(pool_text)).row(0, named=True)
-    assert hit["benchmark_row"] == 1 and "ifapplescost" in hit["evidence"]
+    assert hit["benchmark_row"] == 1 and "if#applescost#dollars" in hit["evidence"]
     # switched off, the copy passes: each method is really switchable
     off = decontaminate(_pool([pool_text]), bench, DecontaminationConfig(methods=["ngram", "minhash"]), DedupeConfig())
     assert off.hits.height == 0
+
+
+ROTATION = ("A $90^\\circ$ rotation around the origin in the counter-clockwise direction is applied to $7 + 2i.$"
+            " What is the resulting complex number?")
+
+
+def test_digit_stripped_needs_the_same_structure_and_sees_through_appended_text():
+    same_shape = ROTATION.replace("90", "180").replace("7 + 2i", "5 + 4i")
+    other_shape = ROTATION.replace("7 + 2i", "-6 - 3i")       # the instruction applied to another expression
+    appended = ROTATION + " The original answer is in \\frac{m}{n} format, please give the value of m + n."
+    result = decontaminate(_pool([same_shape, other_shape, appended]), _bench([("math", ROTATION)]),
+                           DecontaminationConfig(methods=["digit_stripped"]), DedupeConfig())
+    assert _methods(result.hits, same_shape) == {"digit_stripped"}
+    assert _methods(result.hits, other_shape) == set()
+    hit = result.hits.filter(pl.col("problem_id") == problem_id(appended)).row(0, named=True)
+    assert hit["method"] == "digit_stripped" and "contains the benchmark's" in hit["evidence"]
+
+
+def test_ngram_hit_on_a_short_benchmark_row_needs_a_run_of_evidence():
+    bench_text = "What real values of $x$ are not in the domain of $f(x)=\\frac{1}{|x^2+3x-4|+|x^2+9x+20|}$?"
+    template = "What real values of $x$ are not in the domain of $f(x)=\\frac{1}{|x^2-6x+8|+|x^2+x-6|}$?"
+    copy = bench_text + " Give the answer in interval notation."
+    bench = _bench([("math", bench_text)])
+    result = decontaminate(_pool([template, copy]), bench, DecontaminationConfig(methods=["ngram"]), DedupeConfig())
+    assert _methods(result.hits, template) == set()            # 4 shared 8-grams (2/3 of the row): its instruction
+    assert _methods(result.hits, copy) == {"ngram"}            # every 8-gram of the row: a copy, however short
+    loose = decontaminate(_pool([template]), bench, DecontaminationConfig(methods=["ngram"], ngram_min_evidence=1), DedupeConfig())
+    assert _methods(loose.hits, template) == {"ngram"}
 
 
 def test_minhash_catches_reworded_copy():
@@ -171,7 +199,9 @@ def test_math_train_near_copies_of_math500_with_numbers_changed(shared_hits):
     changed = h.filter(pl.col("method") == "digit_stripped").filter(
         pl.struct("pool_problem", "benchmark_problem").map_elements(
             lambda r: _digits(r["pool_problem"]) != _digits(r["benchmark_problem"]), return_dtype=pl.Boolean))
-    assert changed.height >= 10      # same words (60+ letters), other numbers: only digit_stripped can see these
+    # same words (60+ letters) and math structure, other numbers: only digit_stripped sees these
+    # (8 on the shared pools; the letters-only key also matched 7 templates around other expressions)
+    assert changed.height >= 6
 
 
 def test_dapo_holds_math500_and_amc23_verbatim(shared_hits):
@@ -251,7 +281,7 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
         hits = dict(q("SELECT benchmark, count(DISTINCT problem_id) FROM contamination GROUP BY 1"))
         # Real copies only at the precision defaults (Open-R1's any-8-gram rule flagged >100 here);
         # the AMC 2023 copies in DAPO lie past its first 3,000 rows.
-        assert hits["math500"] >= 15
+        assert hits["math500"] >= 12      # 13 measured
         clean = q("SELECT count(*) FROM clean_problems")[0][0]
         flagged = q("SELECT count(DISTINCT problem_id) FROM contamination")[0][0]
         assert clean == unique - flagged

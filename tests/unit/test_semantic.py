@@ -37,3 +37,25 @@ def test_semantic_method_flags_a_paraphrase_the_text_methods_miss():
     assert (problem_id(PARAPHRASE), 0) in got and (problem_id(OTHER), 1) in got
     assert (problem_id(PARAPHRASE), 1) not in got
     assert set(hits["method"]) == {"semantic"} and hits["evidence"].str.contains("MiniLM").all()
+
+
+def test_semantic_dedupe_merges_a_paraphrase_cluster_minhash_keeps_apart():
+    from r1_assets.config import DedupeConfig as Dedupe
+    from r1_assets.dedupe import deduplicate
+
+    texts = [BENCH, PARAPHRASE, OTHER]
+    rows = pl.DataFrame({"problem_id": [problem_id(t) for t in texts], "source": ["aime", "alt", "aime"],
+                         "source_row": [0, 0, 1], "problem": texts, "answer": ["735", "735", "468"]})
+    plain = deduplicate(rows, Dedupe(), ["aime", "alt"])
+    assert plain.unique.height == 3 and plain.stats["semantic_duplicates"] == 0
+    cosine = float(np.prod(embed_texts([BENCH, PARAPHRASE]), axis=0).sum())
+    result = deduplicate(rows, Dedupe(semantic=True, semantic_threshold=0.8), ["aime", "alt"])
+    assert 0.8 <= cosine < 0.99
+    assert sorted(result.unique["problem"].to_list()) == sorted([BENCH, OTHER])   # the preferred source kept
+    dup = result.duplicates.row(0, named=True)
+    assert result.duplicates.height == 1 and dup["problem_id"] == problem_id(PARAPHRASE)
+    assert dup["method"] == "semantic" and dup["cluster_id"] == problem_id(BENCH)
+    assert abs(dup["similarity"] - cosine) < 1e-4
+    assert result.stats["semantic_duplicates"] == 1 and result.stats["semantic_merged_problems"] == 1
+    strict = deduplicate(rows, Dedupe(semantic=True, semantic_threshold=0.995), ["aime", "alt"])
+    assert strict.unique.height == 3
