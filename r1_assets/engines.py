@@ -68,7 +68,7 @@ import polars as pl
 
 from r1_assets.config import ModelConfig, PricingConfig, PromptTemplates, SamplingConfig
 from r1_assets.verification.format import THINK_CLOSE, THINK_OPEN
-from r1_assets.small_model import resolve_model_path
+from r1_assets.small_model import SmallModelError, resolve_model_path
 from r1_assets.storage import Store, scrub
 from r1_assets.text import stable_hash
 
@@ -820,7 +820,10 @@ def _engine_location(model_cfg: ModelConfig, home: Path | str) -> str:
     """What, besides its settings, makes an engine distinct: the model folder an in-process
     vLLM loads (two homes linking one converted model share one engine), else the home."""
     if model_cfg.engine == "vllm":
-        model = resolve_model_path(model_cfg.name, home)
+        try:
+            model = resolve_model_path(model_cfg.name, home)
+        except SmallModelError:  # not converted yet: the engine says so when it loads
+            return str(Path(home).resolve())
         return str(Path(model).resolve()) if Path(model).exists() else model  # a hub id as given
     return str(Path(home).resolve())
 

@@ -35,3 +35,20 @@ def test_a_failed_block_drops_its_engine(tmp_path):
             raise RuntimeError("engine died")
         with open_engine(SMALL, tmp_path) as fresh:
             assert fresh is not broken
+
+
+def test_homes_linking_one_converted_model_share_its_engine(tmp_path):
+    """What decides an in-process engine is the model folder it loads, not the home naming it."""
+    from r1_assets.small_model import MANIFEST, small_model_dir
+
+    folder = small_model_dir(tmp_path / "one")
+    folder.mkdir(parents=True)
+    (folder / MANIFEST).write_text("{}")
+    other = small_model_dir(tmp_path / "two")
+    other.parent.mkdir(parents=True)
+    other.symlink_to(folder, target_is_directory=True)
+    with keep_engines_open():
+        with open_engine(SMALL, tmp_path / "one") as a, open_engine(SMALL, tmp_path / "two") as b:
+            assert a is b
+        with open_engine(SMALL, tmp_path / "unconverted") as c:
+            assert c is not a
