@@ -21,7 +21,7 @@ from r1_assets.config import ModelConfig, PipelineConfig
 _OPERATIONAL_MODEL_KEYS = {
     "max_concurrency", "request_timeout_s", "max_retries", "retry_backoff_s", "failure_budget",
     "batch_size", "gpu_memory_utilization", "enforce_eager", "api_key_env",
-    "max_requests_per_minute", "max_tokens_per_minute",
+    "max_requests_per_minute", "max_tokens_per_minute", "step_resources",
 }
 
 

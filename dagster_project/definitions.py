@@ -15,9 +15,11 @@ import dagster as dg
 
 from dagster_project import assets, automation
 from dagster_project.assets.collection import raw_problems_asset
+from dagster_project.assets.difficulty import pass_rates_asset
+from dagster_project.assets.distillation import distillations_asset
 from dagster_project.code_versions import asset_code_version
 from dagster_project.partitions import source_partitions
-from dagster_project.resources import EngineResource, R1Resource
+from dagster_project.resources import EngineResource, R1Resource, engine_op_tags
 from r1_assets.config import load_config
 
 
@@ -36,8 +38,10 @@ def build_definitions(
 
     ``config_path`` / ``home`` default to ``R1_CONFIG`` / ``R1_HOME`` (else the packaged
     embedded default / ``.r1/``). The config is loaded once here: it names the source
-    partitions and sets each asset's code version. ``executor``: a deployment's own (e.g.
-    dagster-k8s' ``k8s_job_executor``); default Dagster's multiprocess executor.
+    partitions, sets each asset's code version, and the op_tags of the engine steps
+    (``models.<role>.step_resources``). ``executor``: a deployment's own (e.g.
+    dagster-k8s' ``k8s_job_executor``, dagster-ray's ``ray_executor`` in
+    ``dagster_project.deployments.ray``); default Dagster's multiprocess executor.
     """
     cfg = load_config(config_path)
     r1 = R1Resource(
@@ -53,7 +57,12 @@ def build_definitions(
         ))
 
     package_assets = dg.load_assets_from_package_module(assets)
-    all_assets = [configured(a) for a in [raw_problems_asset(source_partitions(cfg)), *package_assets]]
+    all_assets = [configured(a) for a in [
+        raw_problems_asset(source_partitions(cfg)),
+        pass_rates_asset(engine_op_tags(cfg, cfg.difficulty.model)),
+        distillations_asset(engine_op_tags(cfg, cfg.distillation.model)),
+        *package_assets,
+    ]]
     return dg.Definitions(
         assets=all_assets,
         asset_checks=dg.load_asset_checks_from_package_module(assets),

@@ -1,12 +1,13 @@
 """Dagster resources: the store and the pipeline config, resolved from R1_HOME / R1_CONFIG."""
 
 
+import math
 from contextlib import contextmanager
 from collections.abc import Iterator
 
 import dagster as dg
 
-from r1_assets.config import PipelineConfig, load_config
+from r1_assets.config import PipelineConfig, StepResources, load_config
 from r1_assets.storage import Store
 
 # Pools (limits in dagster.yaml): one DuckDB writer at a time, one model on the GPU at a time.
@@ -31,10 +32,24 @@ class R1Resource(dg.ConfigurableResource):
         return load_config(self.config_path)
 
 
-# op_tags of engine assets: with dagster-k8s' k8s_job_executor every step is its own pod,
-# and this asks the scheduler for one GPU for it (one GPU pod per shard). Ignored by the
-# in-process and multiprocess executors, so the same asset runs on a CPU laptop.
-GPU_OP_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+def engine_op_tags(cfg: PipelineConfig, role: str) -> dict:
+    """op_tags of an engine asset: what each of its steps (one shard) asks a cluster for.
+
+    With dagster-k8s' ``k8s_job_executor`` every step is its own pod, and ``dagster-k8s/config``
+    asks the scheduler for the role's GPUs (one GPU pod per shard by default). With
+    dagster-ray's ``ray_executor`` (``dagster_project.deployments.ray``) every step is a Ray job,
+    and ``dagster-ray/config`` is its entrypoint's resources. Both come from
+    ``models.<role>.step_resources``; the in-process and multiprocess executors ignore them,
+    so the same asset runs on a CPU laptop.
+    """
+    wanted = cfg.models[role].step_resources if role in cfg.models else StepResources()
+    limits = {"nvidia.com/gpu": str(math.ceil(wanted.num_gpus))} if wanted.num_gpus else {}
+    ray = {"num_gpus": wanted.num_gpus}
+    if wanted.num_cpus is not None:
+        ray["num_cpus"] = wanted.num_cpus
+    if wanted.custom:
+        ray["resources"] = dict(wanted.custom)
+    return {"dagster-k8s/config": {"container_config": {"resources": {"limits": limits}}}, "dagster-ray/config": ray}
 
 
 class EngineResource(dg.ConfigurableResource):

@@ -248,6 +248,19 @@ class PricingConfig(_Section):
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
 
 
+class StepResources(_Section):
+    """What one engine step (one shard) of a model role asks its executor for.
+
+    ``num_gpus`` becomes dagster-k8s' ``nvidia.com/gpu`` limit (rounded up; none at 0) and
+    Ray's ``num_gpus``; ``num_cpus`` and ``custom`` (Ray custom resources, e.g. a node label
+    like ``{a100: 1}``) go to Ray only. The in-process and multiprocess executors ignore them.
+    """
+
+    num_gpus: float = Field(default=1, ge=0)
+    num_cpus: float | None = Field(default=None, ge=0)
+    custom: dict[str, float] = {}
+
+
 class ModelConfig(_Section):
     """A model the pipeline samples from.
 
@@ -297,6 +310,9 @@ class ModelConfig(_Section):
     # in flight (max_num_seqs). For a 135M model on 2 CPU cores: ~1000 tok/s at 64 with native
     # bfloat16 (../shared/NOTES.md), ~116 tok/s in float32 on an AVX2-only CPU.
     batch_size: int = Field(default=64, gt=0)
+    # Per engine step on a cluster (dagster-k8s pods, Ray jobs): one GPU per shard by default;
+    # a served model (engine openai) needs none.
+    step_resources: StepResources = StepResources()
 
 
 class SamplingConfig(_Section):

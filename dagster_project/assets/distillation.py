@@ -5,7 +5,7 @@ import polars as pl
 
 from dagster_project.metadata import counts_markdown, sandbox_warning, table_metadata
 from dagster_project.partitions import shard_partitions
-from dagster_project.resources import DUCKDB_POOL, GPU_OP_TAGS, GPU_POOL, EngineResource, R1Resource
+from dagster_project.resources import DUCKDB_POOL, GPU_POOL, EngineResource, R1Resource
 from r1_assets import distillation
 from r1_assets.engines import generation_spend
 
@@ -14,43 +14,49 @@ TIMEOUT_CHECK = "verification_timeout_share"
 TRUNCATED_CHECK = "truncated_share"
 
 
-@dg.asset(
-    partitions_def=shard_partitions,
-    deps=["pass_rates"],
-    pool=GPU_POOL,
-    op_tags=GPU_OP_TAGS,
-    group_name="distillation",
-    kinds={"vllm", "duckdb"},
-    description="Teacher chain-of-thought samples (distillation.model, default R1 sampling T=0.6, top_p=0.95, "
-    "Open-R1's prompt) for the shard's problems whose pass rate lies inside distillation.band. Raw outputs "
-    "are checkpointed in `generations` (resume; a re-run never duplicates); each sample's reasoning "
-    "(<think>...</think>) and final answer are split into `distillations`.",
-)
-def distillations(context: dg.AssetExecutionContext, r1: R1Resource, engine: EngineResource) -> dg.MaterializeResult:
-    cfg = r1.pipeline()
-    store = r1.store()
-    shard = context.partition_key
-    with engine.open(cfg, cfg.distillation.model, store.home) as llm:
-        result = distillation.materialize_distillations(store, cfg, shard, llm, context.run.run_id,
-                                                        log=context.log.info)
-    rows, stats = result.rows, result.stats
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(store, "distillations", {"shard": shard},
-                             preview_columns=["problem_id", "sample_idx", "n_tokens", "finish_reason", "final_answer"]),
-            "problems_selected": dg.MetadataValue.int(result.problems),
-            "failed_generations": dg.MetadataValue.int(result.failed_samples),
-            "finish_reasons": dg.MetadataValue.md(counts_markdown(
-                result.finish_reasons, key="finish_reason", value="samples")),
-            "mean_tokens": dg.MetadataValue.float(float(rows["n_tokens"].mean() or 0.0) if rows.height else 0.0),
-            "teacher_model": dg.MetadataValue.text(result.model),
-            "params_hash": dg.MetadataValue.text(stats.params_hash),
-            "generation": dg.MetadataValue.json(stats.as_dict()),
-            # Teacher spend: this run's new samples, and every distillation sample of this teacher so far.
-            "cost_usd_this_run": dg.MetadataValue.float(round(stats.cost_usd or 0.0, 6)),
-            "teacher_spend_so_far": dg.MetadataValue.json(generation_spend(store, distillation.PURPOSE, result.model)),
-        }
+def distillations_asset(op_tags: dict) -> dg.AssetsDefinition:
+    """``distillations``; the definitions factory passes the op_tags of distillation.model's
+    role (``resources.engine_op_tags``: what each shard step asks a cluster for)."""
+
+    @dg.asset(
+        partitions_def=shard_partitions,
+        deps=["pass_rates"],
+        pool=GPU_POOL,
+        op_tags=op_tags,
+        group_name="distillation",
+        kinds={"vllm", "duckdb"},
+        description="Teacher chain-of-thought samples (distillation.model, default R1 sampling T=0.6, top_p=0.95, "
+        "Open-R1's prompt) for the shard's problems whose pass rate lies inside distillation.band. Raw outputs "
+        "are checkpointed in `generations` (resume; a re-run never duplicates); each sample's reasoning "
+        "(<think>...</think>) and final answer are split into `distillations`.",
     )
+    def distillations(context: dg.AssetExecutionContext, r1: R1Resource, engine: EngineResource) -> dg.MaterializeResult:
+        cfg = r1.pipeline()
+        store = r1.store()
+        shard = context.partition_key
+        with engine.open(cfg, cfg.distillation.model, store.home) as llm:
+            result = distillation.materialize_distillations(store, cfg, shard, llm, context.run.run_id,
+                                                            log=context.log.info)
+        rows, stats = result.rows, result.stats
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(store, "distillations", {"shard": shard},
+                                 preview_columns=["problem_id", "sample_idx", "n_tokens", "finish_reason", "final_answer"]),
+                "problems_selected": dg.MetadataValue.int(result.problems),
+                "failed_generations": dg.MetadataValue.int(result.failed_samples),
+                "finish_reasons": dg.MetadataValue.md(counts_markdown(
+                    result.finish_reasons, key="finish_reason", value="samples")),
+                "mean_tokens": dg.MetadataValue.float(float(rows["n_tokens"].mean() or 0.0) if rows.height else 0.0),
+                "teacher_model": dg.MetadataValue.text(result.model),
+                "params_hash": dg.MetadataValue.text(stats.params_hash),
+                "generation": dg.MetadataValue.json(stats.as_dict()),
+                # Teacher spend: this run's new samples, and every distillation sample of this teacher so far.
+                "cost_usd_this_run": dg.MetadataValue.float(round(stats.cost_usd or 0.0, 6)),
+                "teacher_spend_so_far": dg.MetadataValue.json(generation_spend(store, distillation.PURPOSE, result.model)),
+            }
+        )
+
+    return distillations
 
 
 @dg.asset(

@@ -1,0 +1,1 @@
+"""Code locations of the same assets for cluster executors (one module per deployment)."""
