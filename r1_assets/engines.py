@@ -843,7 +843,8 @@ def open_engine(model_cfg: ModelConfig, home: Path | str, *, batch_size: int | N
         finally:
             engine.close()
         return
-    key = (model_cfg, _engine_location(model_cfg, home), batch_size)
+    # What a cluster gives the step (step_resources) does not change the engine.
+    key = (model_cfg.model_dump_json(exclude={"step_resources"}), _engine_location(model_cfg, home), batch_size)
     engine = _kept_engines.get(key) or _kept_engines.setdefault(key, _new_engine(model_cfg, home, batch_size))
     try:
         yield engine
