@@ -200,21 +200,14 @@ KILL_PROBLEMS = [(f"What is {a} + {b}?", str(a + b)) for a, b in zip(range(3, 15
 
 def _model_home(base: Path, converted: Path, config_path: Path) -> dict:
     """A fresh R1_HOME/DAGSTER_HOME holding KILL_PROBLEMS as clean_problems and their shard."""
-    from r1_assets.storage import Lineage, Store
     from tests.model_support import link_small_model
+    from tests.store_support import put_clean_problems
 
     home = base / "r1home"
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
     link_small_model(home, converted)
-    import polars as pl
-
-    frame = pl.DataFrame({
-        "problem_id": [problem_id(p) for p, _ in KILL_PROBLEMS], "source": ["t"] * len(KILL_PROBLEMS),
-        "source_row": list(range(len(KILL_PROBLEMS))), "problem": [p for p, _ in KILL_PROBLEMS],
-        "answer": [a for _, a in KILL_PROBLEMS], "run_id": ["seed"] * len(KILL_PROBLEMS),
-    })
-    Store(home).replace_partition("clean_problems", frame, where=None, lineage=Lineage(run_id="seed"))
+    put_clean_problems(Store(home), KILL_PROBLEMS, source="t")
     env = {**os.environ, "R1_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "R1_CONFIG": str(config_path)}
     # Assign and register the shard the way the clean_problems step does.
     from dagster_project.partitions import register_shard_partitions

@@ -10,24 +10,10 @@ import polars as pl
 
 from r1_assets.config import VerificationConfig
 from r1_assets.difficulty import assign_shards, band_counts, histogram_markdown, score_pass_rates, sync_shards
-from r1_assets.storage import Lineage, Store
-from r1_assets.text import problem_id
+from r1_assets.storage import Store
+from tests.store_support import put_clean_problems
 
 
-def put_clean_problems(store: Store, rows: list[tuple[str, str | None]]) -> list[str]:
-    frame = pl.DataFrame(
-        {
-            "problem_id": [problem_id(p) for p, _ in rows],
-            "source": ["test"] * len(rows),
-            "source_row": list(range(len(rows))),
-            "problem": [p for p, _ in rows],
-            "answer": [a for _, a in rows],
-            "run_id": ["seed"] * len(rows),
-        },
-        schema_overrides={"answer": pl.String},
-    )
-    store.replace_partition("clean_problems", frame, where=None, lineage=Lineage(run_id="seed"))
-    return frame["problem_id"].to_list()
 
 
 # -- shards ---------------------------------------------------------------------------------------
