@@ -21,6 +21,15 @@ from tests.model_support import SMALL_MODEL, link_small_model
 
 
 
+def configured_assets(*names: str) -> list[dg.AssetsDefinition]:
+    """The assets as the definitions factory builds them from the test's config (the engine
+    assets carry their model role's op tags, so they are built per config)."""
+    from dagster_project.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    return [graph.get(dg.AssetKey(name)).assets_def for name in names]
+
+
 # -- pass rates ------------------------------------------------------------------------------------
 
 # Hand-written arithmetic of graded difficulty: SmolLM2-135M solves the first ones often and
@@ -41,7 +50,6 @@ GRADED_PROBLEMS = [
 
 @pytest.mark.model
 def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_model, kept_engines):
-    from dagster_project.assets.difficulty import pass_rates
     from dagster_project.partitions import register_shard_partitions
     from dagster_project.resources import EngineResource, R1Resource
 
@@ -54,6 +62,7 @@ def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_m
                        "prompt_templates": {"math": "{problem}"}},
         "verification": {"workers": 2},
     })
+    (pass_rates,) = configured_assets("pass_rates")
     store = Store(r1_home)
     put_clean_problems(store, GRADED_PROBLEMS)
     instance = dg.DagsterInstance.get()
@@ -100,8 +109,6 @@ TEACHER_PROBLEMS = [
 
 @pytest.mark.model
 def test_distillation_chain_with_small_model(r1_home, write_config, converted_small_model, kept_engines):
-    from dagster_project.assets.difficulty import pass_rates
-    from dagster_project.assets.distillation import distillations, verified_distillations
     from dagster_project.partitions import register_shard_partitions
     from dagster_project.resources import EngineResource, R1Resource
 
@@ -117,6 +124,8 @@ def test_distillation_chain_with_small_model(r1_home, write_config, converted_sm
         "verification": {"workers": 2, "lenient": True, "judge_model": "small",
                          "judge_sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 16}},
     })
+    pass_rates, distillations, verified_distillations = configured_assets(
+        "pass_rates", "distillations", "verified_distillations")
     store = Store(r1_home)
     put_clean_problems(store, TEACHER_PROBLEMS)
     instance = dg.DagsterInstance.get()

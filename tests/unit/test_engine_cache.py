@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from r1_assets import engines
 from r1_assets.config import ModelConfig
 from r1_assets.engines import keep_engines_open, open_engine
 
 SMALL = ModelConfig(name="small_model", enforce_eager=True, max_model_len=2048, batch_size=64)
+
+
+@pytest.fixture(autouse=True)
+def outside_any_block(monkeypatch):
+    """Each test starts outside a keep_engines_open block, whatever the test session holds
+    (``kept_engines`` keeps one open for the model tests of the same worker)."""
+    monkeypatch.setattr(engines, "_kept_engines", None)
 
 
 def test_engines_are_reused_inside_the_block_and_fresh_outside(tmp_path):
