@@ -21,13 +21,13 @@ from tests.model_support import SMALL_MODEL, link_small_model
 
 
 
-def configured_assets(*names: str) -> list[dg.AssetsDefinition]:
-    """The assets as the definitions factory builds them from the test's config (the engine
-    assets carry their model role's op tags, so they are built per config)."""
-    from dagster_project.definitions import build_definitions
+def engine_assets():
+    """pass_rates, distillations and verified_distillations as in-process runs use them (the
+    engine assets' op tags only matter to cluster executors)."""
+    from dagster_project.assets.difficulty import pass_rates_asset
+    from dagster_project.assets.distillation import distillations_asset, verified_distillations
 
-    graph = build_definitions().resolve_asset_graph()
-    return [graph.get(dg.AssetKey(name)).assets_def for name in names]
+    return pass_rates_asset({}), distillations_asset({}), verified_distillations
 
 
 # -- pass rates ------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_pass_rates_asset_on_two_shards(r1_home, write_config, converted_small_m
                        "prompt_templates": {"math": "{problem}"}},
         "verification": {"workers": 2},
     })
-    (pass_rates,) = configured_assets("pass_rates")
+    pass_rates, _, _ = engine_assets()
     store = Store(r1_home)
     put_clean_problems(store, GRADED_PROBLEMS)
     instance = dg.DagsterInstance.get()
@@ -124,8 +124,7 @@ def test_distillation_chain_with_small_model(r1_home, write_config, converted_sm
         "verification": {"workers": 2, "lenient": True, "judge_model": "small",
                          "judge_sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 16}},
     })
-    pass_rates, distillations, verified_distillations = configured_assets(
-        "pass_rates", "distillations", "verified_distillations")
+    pass_rates, distillations, verified_distillations = engine_assets()
     store = Store(r1_home)
     put_clean_problems(store, TEACHER_PROBLEMS)
     instance = dg.DagsterInstance.get()
