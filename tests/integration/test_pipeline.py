@@ -71,7 +71,7 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
     log_file = next(line.split("logs (Dagster, vLLM, libraries): ")[1] for line in lines if "logs (Dagster" in line)
     assert str(r1_home / "logs") in log_file
     log_text = Path(log_file).read_text()
-    assert "EngineCore" in log_text and "EngineCore" not in out
+    assert "Initializing a V1 LLM engine" in log_text and "Initializing a V1 LLM engine" not in out
     # One model load for both model stages and all their shards (keep_engines_open).
     assert out.count("model loaded in") == 1, out
     assert "time per stage:" in out and "UI:" in out and "stage1" in out

@@ -28,7 +28,9 @@ import yaml
 
 from dagster_project.partitions import register_shard_partitions
 from dagster_project.pools import ensure_pools
+from r1_assets.config import load_config
 from r1_assets.difficulty import sync_shards
+from r1_assets.engines import generation_id, params_hash
 from r1_assets.storage import Lineage, Store
 from r1_assets.text import problem_id
 from tests.model_support import VllmServer, free_port
@@ -81,22 +83,26 @@ class RayCluster:
         env.pop("PGPASSWORD", None)  # the head runs no step: only the worker node gets the secret
         self._start("head", ["--head", "--port", self.gcs.split(":")[1], "--dashboard-host", "127.0.0.1",
                              "--dashboard-port", str(self.dashboard_port), "--ray-client-server-port", str(free_port()),
-                             "--include-dashboard", "true", "--num-cpus", "1", "--resources", '{"head_node": 1}'], env)
+                             "--include-dashboard", "true", "--num-cpus", "1", "--resources", '{"head_node": 1}',
+                             "--temp-dir", self.temp_dir], env)
 
     def start_worker(self) -> None:
         self._start(f"worker{len(self.procs)}", [
             "--address", self.gcs, "--num-cpus", "2", "--resources", json.dumps({"shard_worker": len(SHARDS)})], self.env)
 
-    def client(self):
+    def client(self, timeout_s: float = 300):
+        """The job client, once the head's dashboard answers (it starts last, and slowly on a
+        loaded machine); the nodes' and dashboard's logs when it never does."""
         from ray.job_submission import JobSubmissionClient
 
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 return JobSubmissionClient(self.address)
-            except Exception:  # dashboard not up yet
+            except Exception as err:  # dashboard not up yet
                 if time.monotonic() > deadline:
-                    raise
+                    raise AssertionError(f"Ray dashboard at {self.address} not up after {timeout_s}s: {err}\n"
+                                         f"{self.logs(jobs=False)}") from None
                 time.sleep(1)
 
     def alive_nodes(self) -> list[dict]:
@@ -144,9 +150,13 @@ class RayCluster:
             except ProcessLookupError:
                 pass
 
-    def logs(self) -> str:
-        """The nodes' logs and every unfinished or failed job's own log, for failure messages."""
-        text = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in Path(self.temp_dir).glob("*.log"))
+    def logs(self, jobs: bool = True) -> str:
+        """The nodes' logs, the dashboard's, and every unfinished or failed job's own log, for
+        failure messages."""
+        files = [*Path(self.temp_dir).glob("*.log"), *Path(self.temp_dir).glob("session_latest/logs/dashboard.*")]
+        text = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in files)
+        if not jobs:
+            return text
         try:
             client = self.client()
             for job in client.list_jobs():
@@ -176,6 +186,9 @@ def ray_cluster(r1_home, postgres_catalog):
     try:
         cluster.start_head()
         cluster.start_worker()
+        # Up before the test starts its model server, which would compete with Ray's start-up.
+        cluster.client()
+        cluster.wait_for_nodes(2)
         yield cluster
     finally:
         cluster.stop()
@@ -201,8 +214,6 @@ def _config(path: Path, catalog: str, data_path: Path, base_url: str) -> Path:
 
 def _seed_lake(config_path: Path, home: Path) -> Store:
     """PROBLEMS as clean_problems, cut into three shards the way the clean_problems step does."""
-    from r1_assets.config import load_config
-
     store = Store.from_config(load_config(config_path), home)
     frame = pl.DataFrame({
         "problem_id": [problem_id(p) for p, _ in PROBLEMS], "source": ["t"] * len(PROBLEMS),
@@ -237,17 +248,9 @@ def _samples(store: Store) -> pl.DataFrame:
         "JOIN problem_shards s USING (problem_id) ORDER BY 1, 2, 3")
 
 
-def _create_database(postgres_server, name: str) -> str:
-    env = {**os.environ, "PGPASSWORD": postgres_server["password"]}
-    subprocess.run([str(postgres_server["bindir"] / "createdb"), "-h", "127.0.0.1", "-p", str(postgres_server["port"]),
-                    "-U", "r1", name], env=env, check=True, capture_output=True, timeout=60)
-    return f"postgres:dbname={name} host=127.0.0.1 port={postgres_server['port']} user=r1"
-
-
 @pytest.mark.timeout(600)
 def test_pass_rates_shards_run_as_ray_jobs_and_survive_a_killed_worker_node(
-        tmp_path, r1_home, postgres_catalog, postgres_server, converted_small_model, ray_cluster, materialize,
-        monkeypatch):
+        tmp_path, r1_home, postgres_catalog, converted_small_model, ray_cluster):
     server = VllmServer(converted_small_model, served_name="small", max_num_seqs=4).start(tmp_path / "serve.log")
     try:
         config = _config(tmp_path / "ray.yaml", postgres_catalog, tmp_path / "lake-data", server.base_url)
@@ -332,14 +335,15 @@ def test_pass_rates_shards_run_as_ray_jobs_and_survive_a_killed_worker_node(
         rates = store.query("SELECT problem_id, k FROM pass_rates ORDER BY 1")
         assert rates.height == len(PROBLEMS) and rates["k"].to_list() == [N_SAMPLES] * len(PROBLEMS)
 
-        # A clean run of the killed shard (in-process, a fresh lake): exactly the same sample rows.
-        clean_config = _config(tmp_path / "clean.yaml", _create_database(postgres_server, f"r1_{uuid.uuid4().hex[:10]}"),
-                               tmp_path / "clean-data", server.base_url)
-        clean_store = _seed_lake(clean_config, r1_home)
-        monkeypatch.setenv("R1_CONFIG", str(clean_config))
-        assert materialize(["pass_rates"], partition=killed_shard).success
-        clean = _samples(clean_store).select("problem_id", "sample_idx", "generation_id")
-        assert resumed.select("problem_id", "sample_idx", "generation_id").equals(clean)
+        # What a clean run of the killed shard stores: each (problem, sample) once, under the id
+        # its model, sampling and prompts give it (the resume key; a clean run stores exactly these).
+        cfg = load_config(config)
+        ph = params_hash("small_model", cfg.difficulty.sampling, cfg.difficulty.prompt_templates)
+        killed_problems = store.query("SELECT problem_id FROM problem_shards WHERE shard = $shard",
+                                      {"shard": killed_shard})["problem_id"]
+        clean = sorted((pid, idx, generation_id("pass_rate", pid, "small_model", ph, idx))
+                       for pid in killed_problems for idx in range(N_SAMPLES))
+        assert sorted(resumed.select("problem_id", "sample_idx", "generation_id").rows()) == clean
         # The steps wrote no file locally: their R1_HOME stayed empty (no database, no catalog).
         assert not [p for p in step_home.rglob("*") if p.is_file()], sorted(step_home.rglob("*"))
     finally:
