@@ -113,17 +113,24 @@ def _step_detail(console: Console, load: dict) -> str:
     return ", ".join(parts)
 
 
-def _is_fresh(instance, asset_graph, key, partition: str | None) -> bool:
-    """Whether Dagster's staleness (what the UI shows) says this partition is up to date."""
-    # The resolver caches what it read: a new one per step sees the steps run before it.
+def stale_status(instance, asset_graph, key, partition: str | None):
+    """Dagster's staleness of one asset (partition), as the UI shows it: the pipeline skips what
+    is FRESH, and the tests check what a config edit makes STALE, by this one function."""
+    # The resolver caches what it read: a new one per call sees the steps run before it.
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
     from dagster._time import get_current_datetime
 
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
                           instance=instance, asset_graph=asset_graph)
     resolver = CachingStaleStatusResolver(instance=instance, asset_graph=asset_graph, loading_context=view)
-    return resolver.get_status(key, partition) == StaleStatus.FRESH
+    return resolver.get_status(key, partition)
+
+
+def _is_fresh(instance, asset_graph, key, partition: str | None) -> bool:
+    from dagster._core.definitions.data_version import StaleStatus
+
+    return stale_status(instance, asset_graph, key, partition) == StaleStatus.FRESH
 
 
 def run_pipeline(select: list[str] | None, console: Console, force: bool = False) -> int:

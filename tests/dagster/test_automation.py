@@ -13,9 +13,9 @@ import time
 import dagster as dg
 import yaml
 from dagster._core.definitions.data_version import StaleStatus
-from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from dagster_project.definitions import build_definitions
+from dagster_project.pipeline import stale_status
 
 UTC = dt.UTC
 
@@ -162,13 +162,12 @@ def test_a_config_edit_marks_exactly_the_assets_that_read_it_and_their_descendan
     def stale_assets() -> set[str]:
         defs = build_definitions()
         graph = defs.resolve_asset_graph()
-        resolver = get_stale_status_resolver(dagster_instance, list(defs.assets))
         stale = set()
         for name in chain:
             key = dg.AssetKey(name)
             pdef = graph.get(key).partitions_def
             partition = pdef.get_partition_keys()[0] if pdef else None
-            if resolver.get_status(key, partition) == StaleStatus.STALE:
+            if stale_status(dagster_instance, graph, key, partition) == StaleStatus.STALE:
                 stale.add(name)
         return stale
 
