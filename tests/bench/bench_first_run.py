@@ -10,7 +10,8 @@ its first ``--problems`` clean problems, with one loaded engine for everything (
    with DuckDB checkpoints, math-verify scoring, partition write), then raw ``LLM.chat`` on the
    same prompts with the same per-sample seeds;
 2. distillations: ``distillation.materialize_distillations`` per shard, then raw ``LLM.chat``.
-The r1-curator side runs first, so any warm cache favours the baseline. Ratio: generated
+The r1-curator side runs first; the prefix cache is emptied before each side, so neither
+reuses the other's prefills (the prompts are the same). Ratio: generated
 tokens per second of wall time, target >= 0.9. The model load is measured apart.
 """
 
@@ -58,6 +59,7 @@ def raw_chat(llm, problems: pl.DataFrame, sampling, template: str) -> tuple[int,
             messages.append([{"role": "user", "content": render_prompt(template, text)}])
             params.append(SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
                                          max_tokens=sampling.max_tokens, seed=sample_seed(sampling.seed, pid, i)))
+    llm.reset_prefix_cache()  # cold, as the r1-curator side started: no reuse of its prefills
     t0 = time.monotonic()
     outs = llm.chat(messages, params, use_tqdm=False)
     return sum(len(o.outputs[0].token_ids) for o in outs), time.monotonic() - t0
@@ -92,6 +94,7 @@ def run(args) -> dict:
             engine.llm.chat([[{"role": "user", "content": "Say hi."}]] * 8, use_tqdm=False)  # load + warm-up
             report["load_s"] = round(engine.load_seconds, 1)
             report["warmup_s"] = round(time.monotonic() - t0 - engine.load_seconds, 1)
+            engine.llm.reset_prefix_cache()
             t0, tokens = time.monotonic(), 0
             for shard in shards:
                 tokens += difficulty.materialize_shard(store, cfg, shard, engine, "bench").stats.generated_tokens
@@ -101,6 +104,7 @@ def run(args) -> dict:
                                                 raw_chat(engine.llm, problems, dcfg.sampling, dcfg.prompt_templates.math))
         with open_engine(cfg.model(cfg.distillation.model), store.home) as teacher:
             report["engines_shared"] = teacher is engine
+            teacher.llm.reset_prefix_cache()
             t0, tokens, selected = time.monotonic(), 0, []
             for shard in shards:
                 result = distillation.materialize_distillations(store, cfg, shard, teacher, "bench")
