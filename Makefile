@@ -72,7 +72,7 @@ sql: setup
 TEST_WORKERS ?= 2
 test: setup quality
 	bash .ci/install-test-deps.sh
-	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile tests/unit tests/dagster tests/integration
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/unit tests/dagster tests/integration
 
 # The first two tiers: a quick loop while editing.
 test-fast: setup quality

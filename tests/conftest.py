@@ -19,8 +19,10 @@ from tests.paths import REPO_ROOT, SHARED_DATA
 pytest_plugins = ["tests.dagster_support", "tests.model_support", "tests.splits_world"]
 
 # The slowest files, slowest first (a clean-clone run on 2 cores, 2026-12-02: 130-400 s each).
-# `make test` hands files to two xdist workers in collection order, so starting these first
-# keeps one worker from finishing the suite alone on a long file at the end.
+# `make test` hands files to two xdist workers in collection order (--no-loadscope-reorder:
+# xdist would otherwise start the files with the most tests first, and these one- to
+# four-test files last), so starting these first keeps one worker from finishing the suite
+# alone on a long file at the end.
 SLOWEST_FIRST = [
     "tests/integration/test_reliability.py",
     "tests/integration/test_ui.py",
