@@ -164,10 +164,18 @@ class DecontaminationConfig(_Section):
     #   at or above minhash_threshold, which catches reworded copies.
     # - semantic (opt-in): cosine of all-MiniLM-L6-v2 embeddings (r1_assets.embeddings) of the
     #   pool text against its semantic_top_k nearest benchmark rows, at or above
-    #   semantic_threshold; catches paraphrases that share few words. ~45 rows/s on 2 CPU cores.
+    #   semantic_threshold; catches paraphrases that share few words. Only the pairs at TF-IDF
+    #   cosine >= semantic_min_tfidf are embedded and compared (r1_assets/tfidf.py).
     methods: list[Literal["ngram", "digit_stripped", "minhash", "semantic"]] = ["ngram", "digit_stripped", "minhash"]
     semantic_threshold: float = Field(default=0.9, gt=0, le=1)
     semantic_top_k: int = Field(default=3, gt=0)
+    # The cheap pass before embedding: a (pool, benchmark) pair is compared by embeddings only
+    # when the TF-IDF cosine of its word unigrams and bigrams reaches this. Every pair at
+    # embedding cosine >= 0.9 had TF-IDF >= 0.5 (labelled set: >= 0.59; a 3,000-row pool
+    # sample: >= 0.507), while only ~1.5% of the shared pools' rows reach 0.5 against some
+    # benchmark row, so the rest is never embedded (48x faster). With a lower
+    # semantic_threshold lower it too: 0.3 for 0.85 (docs/benchmarks.md).
+    semantic_min_tfidf: float = Field(default=0.5, gt=0, le=1)
     # cpu, or cuda on a GPU executor.
     semantic_device: str = "cpu"
     # Open-R1 uses word 8-grams.

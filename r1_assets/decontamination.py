@@ -12,6 +12,9 @@ A pool problem is contaminated when it matches a benchmark problem by any enable
 - ``minhash``: estimated Jaccard similarity of the dedupe shingles (``dedupe.shingle_size``,
   ``num_perm``, ``seed``) at or above ``minhash_threshold``, found through an LSH index of the
   benchmarks and confirmed on the signatures; catches reworded copies.
+- ``semantic`` (opt-in): cosine of all-MiniLM-L6-v2 embeddings at or above
+  ``semantic_threshold``; catches paraphrases. Only the (pool, benchmark) pairs at TF-IDF
+  cosine >= ``semantic_min_tfidf`` are embedded (r1_assets/tfidf.py), ~1.5% of the shared pools.
 
 The benchmark side is indexed once (sorted hash arrays, a few MB for all public benchmarks).
 The pool is streamed through in chunks of ``decontamination.batch_rows``: every step of a chunk
@@ -30,8 +33,9 @@ import polars as pl
 
 from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig
 from r1_assets.dedupe import MinHasher, band_keys, estimated_jaccard, token_hashes, window_hashes
-from r1_assets.embeddings import MODEL_NAME, embed_texts, top_k_cosine
+from r1_assets.embeddings import MODEL_NAME, embed_texts
 from r1_assets.text import comparison_texts, normalize_text, problem_id
+from r1_assets.tfidf import TfidfIndex
 
 CONTAMINATION_COLUMNS = {
     "problem_id": pl.Utf8,
@@ -110,7 +114,11 @@ class BenchmarkIndex:
     band_hashes: np.ndarray          # sorted distinct LSH band keys
     band_frame: pl.DataFrame         # _band_key, _bench
     signatures: np.ndarray | None    # (B, num_perm) uint32
-    embeddings: np.ndarray | None = None  # (B, 384) float32, L2-normalised (method semantic)
+    # method semantic: the TF-IDF pass that picks the pairs worth embedding, and the benchmark
+    # rows' embeddings, computed the first time a pool row pairs with them
+    tfidf: TfidfIndex | None = None
+    embeddings: np.ndarray | None = None  # (B, 384) float32, L2-normalised where embedded
+    embedded: np.ndarray | None = None    # (B,) bool
 
 
 def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg: DedupeConfig) -> BenchmarkIndex:
@@ -163,11 +171,11 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
             "_band_key": pl.Series(keys.reshape(-1), dtype=pl.UInt64),
             "_bench": np.repeat(bench_idx, keys.shape[1]),
         }).unique()
-    embeddings = None
-    if "semantic" in cfg.methods:
-        embeddings = embed_texts(strip_phrases(rows["problem"], cfg.strip_phrases).to_list(), device=cfg.semantic_device)
+    semantic = "semantic" in cfg.methods
     return BenchmarkIndex(
-        embeddings=embeddings,
+        tfidf=TfidfIndex.fit(texts) if semantic else None,
+        embeddings=np.zeros((rows.height, 384), dtype=np.float32) if semantic else None,
+        embedded=np.zeros(rows.height, dtype=bool) if semantic else None,
         rows=rows,
         ngram_hashes=hashes[order],
         ngram_rows=win_rows[order],
@@ -341,17 +349,37 @@ def _minhash_hits(
     })
 
 
-def _semantic_hits(index: BenchmarkIndex, texts: pl.Series, cfg: DecontaminationConfig) -> pl.DataFrame:
-    """Pool rows whose embedding is within ``semantic_threshold`` cosine of a top-k benchmark row."""
-    emb = embed_texts(texts.to_list(), device=cfg.semantic_device)
-    idx, sim = top_k_cosine(emb, index.embeddings, cfg.semantic_top_k)
-    rows = np.repeat(np.arange(len(emb), dtype=np.int64), idx.shape[1])
-    keep = sim.reshape(-1) >= cfg.semantic_threshold
-    scores = sim.reshape(-1)[keep].astype(np.float64)
-    return pl.DataFrame({
-        "_row": rows[keep], "_bench": idx.reshape(-1)[keep], "score": scores,
-        "evidence": [f"cosine {s:.3f} of {MODEL_NAME} embeddings" for s in scores.tolist()],
-    }, schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+def _semantic_hits(index: BenchmarkIndex, texts: pl.Series, raw: pl.Series, cfg: DecontaminationConfig) -> tuple[pl.DataFrame, int]:
+    """Pool rows whose embedding is within ``semantic_threshold`` cosine of a benchmark row
+    (at most ``semantic_top_k`` per row, best first), and how many pool rows were embedded.
+
+    Only the (pool, benchmark) pairs at TF-IDF cosine >= ``semantic_min_tfidf`` (of the
+    comparison texts ``texts``) are compared, so only their two sides are embedded (of the
+    harness-stripped texts ``raw``): r1_assets/tfidf.py says why no hit is lost.
+    """
+    empty = pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+    rows, benches, lexical = index.tfidf.pairs(texts, cfg.semantic_min_tfidf)
+    if not len(rows):
+        return empty, 0
+    pool_rows = np.unique(rows)
+    pool_emb = embed_texts(raw.gather(pool_rows).to_list(), device=cfg.semantic_device)
+    missing = np.setdiff1d(np.unique(benches), np.flatnonzero(index.embedded))
+    if len(missing):
+        bench_texts = strip_phrases(index.rows["problem"].gather(missing), cfg.strip_phrases)
+        index.embeddings[missing] = embed_texts(bench_texts.to_list(), device=cfg.semantic_device)
+        index.embedded[missing] = True
+    cosine = np.einsum("ij,ij->i", pool_emb[np.searchsorted(pool_rows, rows)], index.embeddings[benches])
+    hits = (
+        pl.DataFrame({"_row": rows, "_bench": benches, "score": cosine.astype(np.float64), "_lexical": lexical})
+        .filter(pl.col("score") >= cfg.semantic_threshold)
+        .sort(["_row", "score"], descending=[False, True])
+        .group_by("_row", maintain_order=True).head(cfg.semantic_top_k)
+    )
+    if not hits.height:
+        return empty, len(pool_rows)
+    return hits.select("_row", "_bench", "score", evidence=pl.format(
+        f"cosine {{}} of {MODEL_NAME} embeddings (TF-IDF {{}})", pl.col("score").round(3), pl.col("_lexical").round(2))
+    ), len(pool_rows)
 
 
 # -- the stage ---------------------------------------------------------------------------
@@ -403,6 +431,7 @@ def decontaminate(
     ids_all = pool["problem_id"].to_numpy()
     found: list[pl.DataFrame] = []       # per chunk: _row (global), _bench, method, score, evidence
     ngram_pairs: list[pl.DataFrame] = []  # aggregated after the pass (pool-wide n-gram counts)
+    semantic_rows_embedded = 0
     for lo in range(0, pool.height, cfg.batch_rows):
         chunk = pool.slice(lo, cfg.batch_rows)
         texts = matching_texts(chunk["problem"], cfg)
@@ -418,7 +447,9 @@ def decontaminate(
             parts.append(_minhash_hits(index, texts, cfg, dedupe_cfg).with_columns(method=pl.lit("minhash")))
         if "semantic" in cfg.methods:
             raw = strip_phrases(chunk["problem"], cfg.strip_phrases)
-            parts.append(_semantic_hits(index, raw, cfg).with_columns(method=pl.lit("semantic")))
+            semantic, embedded = _semantic_hits(index, texts, raw, cfg)
+            parts.append(semantic.with_columns(method=pl.lit("semantic")))
+            semantic_rows_embedded += embedded
         found.extend(
             p.select(pl.col("_row").cast(pl.Int64) + lo, "_bench", "method", pl.col("score").cast(pl.Float64), "evidence")
             for p in parts if p.height
@@ -450,6 +481,8 @@ def decontaminate(
         "problems_flagged": hits["problem_id"].n_unique() if hits.height else 0,
         "boilerplate_ngrams": index.boilerplate,
         "frequent_pool_ngrams": frequent,
+        **({"semantic_rows_embedded": semantic_rows_embedded,
+            "semantic_benchmark_rows_embedded": int(index.embedded.sum())} if "semantic" in cfg.methods else {}),
         "seconds": round(seconds, 2),
         "rows_per_s": round(pool.height / max(seconds, 1e-9)),
     }

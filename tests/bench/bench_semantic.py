@@ -1,12 +1,17 @@
-"""Semantic decontamination speed: all-MiniLM-L6-v2 embeddings + cosine top-k, rows/s.
+"""Semantic decontamination speed: rows/s of the semantic method against every shared benchmark.
 
-    nice python tests/bench/bench_semantic.py --rows 1000
+    flock /tmp/r1-heavy.lock nice python tests/bench/bench_semantic.py [--sample 1000]
 
-Embeds ``--rows`` MATH train problems (../shared/data/pools/math_train.json) with the previous
-implementation (float32 encoder) and the current one (``r1_assets.embeddings.embed_texts``:
-bfloat16 on a CPU with native bfloat16) in the same run, checks that both give the same
-embeddings (cosine of each text's two embeddings), and matches them against every shared
-benchmark with ``top_k_cosine``; reports rows/s of each part (model load excluded).
+Two sides, same run, same encoder (``r1_assets.embeddings``):
+- baseline, the previous method: embed every pool row and take its cosine top-k over all
+  benchmark rows (on a ``--sample`` of the pool: embedding all of it would take hours);
+- current: ``decontaminate(methods=[semantic])``, which embeds only the (pool, benchmark)
+  pairs at TF-IDF cosine >= ``semantic_min_tfidf`` (r1_assets/tfidf.py), on the whole pool of
+  the labelled run (the five shared pools plus the other AIME 2025 wording, ~34k rows) and on
+  the sample.
+Reports rows/s of each (the baseline's benchmark embeddings apart, as a model load), and
+whether the two find the same hits on the sample. Exits non-zero when the current method
+misses a baseline hit.
 """
 
 from __future__ import annotations
@@ -21,41 +26,66 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import numpy as np
-import polars as pl
 
-from tests.bench.bench_dedupe import load_benchmarks, load_pools
+from tests.paths import SHARED_DATA
+from tests.unit.test_decontamination_labels import labelled_run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=1000)
+    ap.add_argument("--sample", type=int, default=1000)
     args = ap.parse_args()
     import torch
 
+    from r1_assets.config import DecontaminationConfig, DedupeConfig
+    from r1_assets.decontamination import decontaminate, strip_phrases
     from r1_assets.embeddings import embed_texts, load_encoder, top_k_cosine
     from r1_assets.engines import cpu_has_native_bf16
 
-    texts = load_pools().filter(pl.col("source") == "math_train").head(args.rows)["problem"].to_list()
-    bench = load_benchmarks()["problem"].to_list()
-    report = {"rows": len(texts), "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
-              "benchmark_rows": len(bench), "target_rows_per_s": 2000}
-    runs = {}
-    for label, bf16 in (("previous_float32", False), ("current", None)):
-        load_encoder("cpu", bf16)
-        embed_texts(texts[:16], bf16=bf16)                         # warm-up
-        t0 = time.perf_counter()
-        runs[label] = embed_texts(texts, bf16=bf16)
-        report[f"{label}_embed_rows_per_s"] = round(len(texts) / (time.perf_counter() - t0), 1)
-    agree = np.einsum("ij,ij->i", runs["previous_float32"], runs["current"])
-    report["cosine_current_vs_previous_min"] = round(float(agree.min()), 5)
-    report["speedup"] = round(report["current_embed_rows_per_s"] / report["previous_float32_embed_rows_per_s"], 2)
+    pool, bench = labelled_run(SHARED_DATA)
+    sample = pool.sample(args.sample, seed=7)
+    cfg = DecontaminationConfig(methods=["semantic"])
+    report = {"pool_rows": pool.height, "sample_rows": sample.height, "benchmark_rows": bench.height,
+              "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
+              "semantic_threshold": cfg.semantic_threshold, "semantic_min_tfidf": cfg.semantic_min_tfidf,
+              "target_rows_per_s": 2000}
+    load_encoder("cpu")
+    embed_texts(["warm-up"] * 8)
+
     t0 = time.perf_counter()
-    bench_emb = embed_texts(bench)
-    report["benchmark_embed_s"] = round(time.perf_counter() - t0, 1)
+    bench_emb = embed_texts(strip_phrases(bench["problem"], cfg.strip_phrases).to_list())
+    report["baseline_benchmark_embed_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    top_k_cosine(runs["current"], bench_emb, 3)
-    report["topk_rows_per_s"] = round(len(texts) / (time.perf_counter() - t0))
+    emb = embed_texts(strip_phrases(sample["problem"], cfg.strip_phrases).to_list())
+    idx, sim = top_k_cosine(emb, bench_emb, cfg.semantic_top_k)
+    seconds = time.perf_counter() - t0
+    report["baseline_rows_per_s"] = round(sample.height / seconds, 1)
+    rows = np.repeat(np.arange(sample.height), idx.shape[1])
+    keep = sim.reshape(-1) >= cfg.semantic_threshold
+    ids = sample["problem_id"].to_numpy()
+    keys = bench.select("benchmark", "benchmark_row").rows()
+    baseline_hits = {(ids[r], keys[b]) for r, b in zip(rows[keep], idx.reshape(-1)[keep])}
+
+    t0 = time.perf_counter()
+    on_sample = decontaminate(sample, bench, cfg, DedupeConfig())
+    report["current_sample_s"] = round(time.perf_counter() - t0, 1)
+    current_hits = {(r["problem_id"], (r["benchmark"], r["benchmark_row"])) for r in on_sample.hits.iter_rows(named=True)}
+    report["sample_hits"] = {"baseline": len(baseline_hits), "current": len(current_hits),
+                             "both": len(baseline_hits & current_hits),
+                             "baseline_only": sorted(map(str, baseline_hits - current_hits))}
+
+    t0 = time.perf_counter()
+    whole = decontaminate(pool, bench, cfg, DedupeConfig())
+    seconds = time.perf_counter() - t0
+    report["current_pool_s"] = round(seconds, 1)
+    report["current_rows_per_s"] = round(pool.height / seconds)
+    report["current_rows_embedded"] = whole.stats["semantic_rows_embedded"]
+    report["current_benchmark_rows_embedded"] = whole.stats["semantic_benchmark_rows_embedded"]
+    report["current_problems_flagged"] = whole.stats["problems_flagged"]
+    report["ratio_rows_per_s"] = round(report["current_rows_per_s"] / report["baseline_rows_per_s"], 1)
     print(json.dumps(report, indent=2))
+    if baseline_hits - current_hits:
+        sys.exit("the TF-IDF pass lost semantic hits of the baseline")
 
 
 if __name__ == "__main__":
