@@ -7,7 +7,6 @@ from dagster_project.metadata import counts_markdown, markdown_table, sandbox_wa
 from dagster_project.partitions import shard_partitions
 from dagster_project.resources import GPU_POOL, EngineResource, R1Resource
 from r1_assets import difficulty
-from r1_assets.verification import start_worker_server
 
 
 def pass_rates_asset(op_tags: dict) -> dg.AssetsDefinition:
@@ -30,10 +29,8 @@ def pass_rates_asset(op_tags: dict) -> dg.AssetsDefinition:
         cfg = r1.pipeline()
         store = r1.store()
         shard = context.partition_key
-        problems = difficulty.shard_problems(store, shard)
-        if problems.is_empty():
+        if difficulty.shard_problems(store, shard).is_empty():
             raise dg.Failure(f"shard {shard} has no clean problems (clean_problems re-materialized without them?)")
-        start_worker_server(problems["domain"].unique().to_list())
         with engine.open(cfg, cfg.difficulty.model, store.home) as llm:
             result = difficulty.materialize_shard(store, cfg, shard, llm, context.run.run_id, log=context.log.info)
         stats = result.stats

@@ -30,14 +30,14 @@ from r1_assets.config import VerificationConfig
 from r1_assets.verification import code, math, mcq, puzzle
 from r1_assets.verification.format import answer_text, split_reasoning
 from r1_assets.verification.math import reference_alternatives, reference_answer, verify_batch, verify_one
-from r1_assets.verification.pool import default_workers, start_server
+from r1_assets.verification.pool import default_workers
 from r1_assets.verification.result import VERDICTS, Verdict, VerifyResult
 
 __all__ = [
     "VERDICTS", "Sample", "Verdict", "VerifyResult", "default_workers", "has_reference", "reference_alternatives",
     "reference_answer",
     "reference_missing",
-    "sample_text", "start_worker_server", "verifier_name", "verify_batch", "verify_one", "verify_samples",
+    "sample_text", "verifier_name", "verify_batch", "verify_one", "verify_samples",
 ]
 
 UNSANDBOXED_WARNING = (
@@ -141,15 +141,6 @@ def _by_domain(domain: str, samples: Sequence[Sample], vcfg: VerificationConfig,
                                    min_score=vcfg.puzzle.min_score, timeout_s=vcfg.timeout_s,
                                    workers=vcfg.workers, progress=progress)
     raise ValueError(f"unknown domain {domain!r}")
-
-
-def start_worker_server(domains: Sequence[str]) -> None:
-    """Start the verifiers' worker server now, preloading the heaviest of ``domains``' imports
-    (math's sympy first), so a caller about to load a model overlaps the two (pool.start_server)."""
-    for domain, module in (("math", math), ("puzzle", puzzle), ("code", code)):
-        if domain in domains:
-            start_server(module.PRELOAD)
-            return
 
 
 def verify_samples(samples: Sequence[Sample], vcfg: VerificationConfig, *, lenient: bool,

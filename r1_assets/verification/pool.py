@@ -72,19 +72,6 @@ def _context(preload: Sequence[str]):
     return ctx
 
 
-def start_server(preload: Sequence[str]) -> None:
-    """Start the forkserver the workers fork from, importing ``preload``, and return at once.
-
-    The server is started once per process and its preload is fixed then. Started before a
-    model loads, its imports (sympy and math-verify: seconds on 2 cores) run beside the load
-    instead of after the generation, when the first batch of samples waits for them.
-    """
-    from multiprocessing import forkserver
-
-    _context(preload)
-    forkserver.ensure_running()
-
-
 class _Worker:
     def __init__(self, ctx, handler_ref: str, warmup_ref: str | None, handler_kwargs: dict):
         self.conn, child = ctx.Pipe()

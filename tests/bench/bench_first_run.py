@@ -39,7 +39,6 @@ from r1_assets.engines import keep_engines_open, open_engine, render_prompt, sam
 from r1_assets.small_model import convert_gguf, small_model_dir
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
-from r1_assets.verification import start_worker_server
 
 
 def clean_problems(cfg, n: int) -> pl.DataFrame:
@@ -90,7 +89,6 @@ def run(args) -> dict:
         problems = clean_problems(cfg, args.problems)
         store.replace_partition("clean_problems", problems, where=None, lineage=Lineage(run_id="bench"))
         shards, _ = difficulty.sync_shards(store, cfg.difficulty.shard_size)
-        start_worker_server(["math"])  # as the pass_rates asset does, before its engine loads
         with open_engine(cfg.model(cfg.difficulty.model), store.home) as engine:
             t0 = time.monotonic()
             engine.llm.chat([[{"role": "user", "content": "Say hi."}]] * 8, use_tqdm=False)  # load + warm-up
