@@ -35,28 +35,37 @@ sys.path.insert(0, str(REPO))
 
 from r1_assets import difficulty, distillation
 from r1_assets.config import load_config
-from r1_assets.engines import keep_engines_open, open_engine, render_prompt, sample_seed
+from r1_assets.engines import keep_engines_open, open_engine, sample_seed
+from r1_assets.prompts import render_sample_prompt
 from r1_assets.small_model import convert_gguf, small_model_dir
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
 
 
-def clean_problems(cfg, n: int) -> pl.DataFrame:
-    """``n`` distinct problems, the first ones of each of the default's reasoning-gym sources in equal parts."""
-    sources = [s for s in cfg.sources if s.kind == "reasoning_gym"]
-    frames = [collect_source(s, cfg).rows.unique("problem_id", maintain_order=True).head(n // len(sources))
-              for s in sources]
-    rows = pl.concat(frames).unique("problem_id", keep="first", maintain_order=True)
-    return rows.select("problem_id", "source", "source_row", "problem", "answer").with_columns(run_id=pl.lit("bench"))
+def write_problems(store: Store, cfg, n: int) -> pl.DataFrame:
+    """Store ``n`` distinct problems, the first ones of each of the default's reasoning-gym sources
+    in equal parts, as raw_problems and clean_problems (each with its domain, so every sample is
+    scored by its own verifier, as in the pipeline); returns the clean rows."""
+    frames = []
+    for source in (s for s in cfg.sources if s.kind == "reasoning_gym"):
+        raw = collect_source(source, cfg, stage="raw_problems").rows.with_columns(run_id=pl.lit("bench"))
+        store.replace_partition("raw_problems", raw, where={"source": source.name}, lineage=Lineage(run_id="bench"))
+        frames.append(raw.unique("problem_id", maintain_order=True))
+    per_source = n // len(frames)
+    rows = pl.concat([f.head(per_source) for f in frames]).unique("problem_id", keep="first", maintain_order=True)
+    clean = rows.select("problem_id", "source", "source_row", "problem", "answer", "domain", "run_id")
+    store.replace_partition("clean_problems", clean, where=None, lineage=Lineage(run_id="bench"))
+    return clean
 
 
-def raw_chat(llm, problems: pl.DataFrame, sampling, template: str) -> tuple[int, float]:
+def raw_chat(llm, problems: pl.DataFrame, sampling, templates) -> tuple[int, float]:
     from vllm import SamplingParams
 
     messages, params = [], []
-    for pid, text in problems.select("problem_id", "problem").iter_rows():
+    for row in problems.iter_rows(named=True):
+        pid = row["problem_id"]
         for i in range(sampling.n):
-            messages.append([{"role": "user", "content": render_prompt(template, text)}])
+            messages.append([{"role": "user", "content": render_sample_prompt(templates, row, i)}])
             params.append(SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
                                          max_tokens=sampling.max_tokens, seed=sample_seed(sampling.seed, pid, i)))
     llm.reset_prefix_cache()  # cold, as the r1-curator side started: no reuse of its prefills
@@ -86,8 +95,7 @@ def run(args) -> dict:
         store = Store(Path(tmp) / "home")
         small_model_dir(store.home).parent.mkdir(parents=True)
         small_model_dir(store.home).symlink_to(model_dir, target_is_directory=True)
-        problems = clean_problems(cfg, args.problems)
-        store.replace_partition("clean_problems", problems, where=None, lineage=Lineage(run_id="bench"))
+        problems = write_problems(store, cfg, args.problems)
         shards, _ = difficulty.sync_shards(store, cfg.difficulty.shard_size)
         with open_engine(cfg.model(cfg.difficulty.model), store.home) as engine:
             t0 = time.monotonic()
@@ -101,7 +109,7 @@ def run(args) -> dict:
             asset_s = time.monotonic() - t0
             dcfg = cfg.difficulty
             report["pass_rates"] = side_by_side("pass_rates", tokens, asset_s,
-                                                raw_chat(engine.llm, problems, dcfg.sampling, dcfg.prompt_templates.math))
+                                                raw_chat(engine.llm, problems, dcfg.sampling, dcfg.prompt_templates))
         with open_engine(cfg.model(cfg.distillation.model), store.home) as teacher:
             report["engines_shared"] = teacher is engine
             teacher.llm.reset_prefix_cache()
@@ -114,7 +122,7 @@ def run(args) -> dict:
             tcfg = cfg.distillation
             report["distillations"] = side_by_side("distillations", tokens, asset_s,
                                                    raw_chat(teacher.llm, pl.concat(selected), tcfg.sampling,
-                                                            tcfg.prompt_templates.math))
+                                                            tcfg.prompt_templates))
     print(json.dumps(report, indent=2))
     return report
 
