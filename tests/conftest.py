@@ -29,6 +29,7 @@ SLOWEST_FIRST = [
     "tests/integration/test_ray_cluster.py",
     "tests/integration/test_model_stages.py",
     "tests/integration/test_cli.py",
+    "tests/unit/test_decontamination_labels.py",
     "tests/integration/test_engines.py",
     "tests/integration/test_pipeline.py",
     "tests/integration/test_served_vllm.py",
