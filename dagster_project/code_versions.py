@@ -43,6 +43,7 @@ CONFIG_READ: dict[str, Callable[[PipelineConfig], Any]] = {
     "unique_problems": lambda c: {"dedupe": c.dedupe, "sources": [s.name for s in c.sources]},
     "clean_problems": lambda c: {
         "decontamination": c.decontamination,
+        "judge": _model(c, c.decontamination.judge_model),
         "shingles": (c.dedupe.shingle_size, c.dedupe.num_perm, c.dedupe.seed),
         "shard_size": c.difficulty.shard_size,
     },

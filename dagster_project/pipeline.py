@@ -265,7 +265,9 @@ def _summary(console: Console, r1, stage_seconds: dict[str, float], model_time: 
         for line in _funnel_lines(con, cfg):
             say(line)
         hits = con.execute(
-            "SELECT benchmark, method, count(DISTINCT problem_id) FROM contamination GROUP BY ALL ORDER BY ALL"
+            # Hits the paraphrase judge rejected removed nothing.
+            "SELECT benchmark, method, count(DISTINCT problem_id) FROM contamination"
+            " WHERE judge_verdict IS DISTINCT FROM 'DIFFERENT' GROUP BY ALL ORDER BY ALL"
         ).fetchall()
         benchmarks = con.execute("SELECT benchmark, count(*) FROM benchmark_problems GROUP BY ALL ORDER BY ALL").fetchall()
     if benchmarks:

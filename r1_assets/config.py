@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +152,25 @@ DEFAULT_STRIP_PHRASES = [
 ]
 
 
+class SamplingConfig(_Section):
+    n: int = Field(default=8, gt=0)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_tokens: int = Field(default=1024, gt=0)
+    seed: int = 0
+
+
+JUDGE_TEMPLATE_FIELDS = ("pool_problem", "benchmark_problem")
+DEFAULT_CONTAMINATION_JUDGE_PROMPT = (
+    "You are checking whether a training problem is a copy of a benchmark problem.\n\n"
+    "Training problem:\n{pool_problem}\n\nBenchmark problem:\n{benchmark_problem}\n\n"
+    "They are the same problem if they ask the same question about the same quantities, possibly "
+    "reworded, reformatted, or with renamed objects or people. They are different if the question, "
+    "the numbers or the conditions differ. Reply with exactly one word on the last line: EQUIVALENT "
+    "if they are the same problem, DIFFERENT otherwise."
+)
+
+
 class DecontaminationConfig(_Section):
     """Decontamination of ``unique_problems`` against every configured benchmark (``clean_problems``)."""
 
@@ -236,6 +256,21 @@ class DecontaminationConfig(_Section):
     # resolved against the config's folder): clean_problems then reports precision and recall on
     # the labelled pairs whose two texts are in the run.
     labelled_set: str | None = None
+    # Optional LLM paraphrase judge (a `models:` role; None = no judge): every hit of
+    # judge_methods is shown to it, pool text beside benchmark text, and it answers EQUIVALENT
+    # or DIFFERENT (r1_assets.contamination_judge). A hit it calls DIFFERENT stays in
+    # `contamination` (judge_verdict, judge_model) but no longer removes the problem; EQUIVALENT,
+    # AMBIGUOUS (no verdict word) or a failed request keep the hit, so an unsure judge never lets
+    # a possible copy into training. Semantic hits by default: the cosine is the method that
+    # flags rewordings and look-alike exercises alike (docs/decontamination.md). digit_stripped
+    # hits are number-changed copies by design, which the default prompt calls DIFFERENT.
+    judge_model: str | None = None
+    judge_methods: list[Literal["ngram", "exact_short", "digit_stripped", "minhash", "semantic"]] = ["semantic"]
+    # {pool_problem} and {benchmark_problem} are the two texts (harness phrases left in).
+    judge_prompt_template: str = DEFAULT_CONTAMINATION_JUDGE_PROMPT
+    # Greedy, one answer per pair; the verdict word ends a short reply. A reasoning judge (R1)
+    # needs far more tokens: a reply cut off before its verdict is AMBIGUOUS, so the hit stays.
+    judge_sampling: SamplingConfig = SamplingConfig(n=1, temperature=0.0, top_p=1.0, max_tokens=256)
 
     @model_validator(mode="after")
     def _methods_valid(self) -> DecontaminationConfig:
@@ -243,6 +278,18 @@ class DecontaminationConfig(_Section):
             raise ValueError("methods: enable at least one of ngram, digit_stripped, minhash, semantic")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods: duplicates in {self.methods}")
+        if self.judge_model is not None:
+            # exact_short hits come from the ngram method.
+            enabled = {*self.methods, *(["exact_short"] if "ngram" in self.methods else [])}
+            idle = [m for m in self.judge_methods if m not in enabled]
+            if not self.judge_methods or idle:
+                raise ValueError(f"judge_methods: {idle or 'empty'}: the judge reviews hits of enabled methods"
+                                 f" only (methods: {self.methods})")
+            fields = {f for _, f, _, _ in string.Formatter().parse(self.judge_prompt_template) if f is not None}
+            if fields - set(JUDGE_TEMPLATE_FIELDS):
+                allowed = ", ".join("{" + f + "}" for f in JUDGE_TEMPLATE_FIELDS)
+                raise ValueError(f"judge_prompt_template: unknown placeholders"
+                                 f" {sorted(fields - set(JUDGE_TEMPLATE_FIELDS))}; it may use {allowed}")
         return self
 
 
@@ -321,14 +368,6 @@ class ModelConfig(_Section):
     # Per engine step on a cluster (dagster-k8s pods, Ray jobs): one GPU per shard by default;
     # a served model (engine openai) needs none.
     step_resources: StepResources = StepResources()
-
-
-class SamplingConfig(_Section):
-    n: int = Field(default=8, gt=0)
-    temperature: float = Field(default=0.7, ge=0)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    max_tokens: int = Field(default=1024, gt=0)
-    seed: int = 0
 
 
 class PromptTemplates(_Section):
@@ -581,6 +620,12 @@ class PipelineConfig(_Section):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{section}: duplicate names {dupes}")
+        # Checked here, not when clean_problems opens the engine: a typo would otherwise surface
+        # only after the whole pool had been matched.
+        judge = self.decontamination.judge_model
+        if judge is not None and judge not in self.models:
+            raise ValueError(f"decontamination: judge_model '{judge}' is not a role in models"
+                             f" (configured: {sorted(self.models)})")
         return self
 
     def source(self, name: str) -> SourceConfig:

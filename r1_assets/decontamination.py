@@ -16,6 +16,10 @@ A pool problem is contaminated when it matches a benchmark problem by any enable
   ``semantic_threshold``; catches paraphrases. Only the (pool, benchmark) pairs at TF-IDF
   cosine >= ``semantic_min_tfidf`` are embedded (r1_assets/tfidf.py), ~1.5% of the shared pools.
 
+An optional LLM judge (``decontamination.judge_model``, ``r1_assets.contamination_judge``)
+reviews the hits of ``judge_methods`` in ``decontaminate_clusters``: a hit it calls DIFFERENT is
+kept with its verdict but removes nothing (``removes_problem``).
+
 The benchmark side is indexed once (sorted hash arrays, a few MB for all public benchmarks).
 The pool is streamed through in chunks of ``decontamination.batch_rows``: every step of a chunk
 is vectorised (polars string kernels, numpy hashing and ``searchsorted`` look-ups), so memory
@@ -500,7 +504,23 @@ CLUSTER_CONTAMINATION_COLUMNS = {
     "method": pl.Utf8,
     "score": pl.Float64,
     "evidence": pl.Utf8,
+    "judge_verdict": pl.Utf8,        # EQUIVALENT | DIFFERENT | AMBIGUOUS; NULL = not judged
+    "judge_model": pl.Utf8,
 }
+# The one verdict that lifts a hit: AMBIGUOUS, EQUIVALENT and not judged all keep it.
+REJECTED = "DIFFERENT"
+# The judge: pairs (matched_problem_id, benchmark, benchmark_row, pool_problem, benchmark_problem)
+# in, the verdicts of those it answered out (contamination_judge.VERDICT_COLUMNS). The asset
+# binds contamination_judge.judge_pairs to the store and engine, so this module needs neither.
+Review = Callable[[pl.DataFrame], pl.DataFrame]
+# Every member hit the judge answered.
+JUDGED_COLUMNS = {"matched_problem_id": pl.Utf8, "benchmark": pl.Utf8, "benchmark_row": pl.Int64, "method": pl.Utf8,
+                  "judge_verdict": pl.Utf8, "judge_model": pl.Utf8}
+
+
+def removes_problem() -> pl.Expr:
+    """A contamination row that keeps its problem out of clean_problems: one the judge did not reject."""
+    return pl.col("judge_verdict").is_null() | (pl.col("judge_verdict") != REJECTED)
 
 
 @dataclass
@@ -509,6 +529,13 @@ class CleanResult:
     contamination: pl.DataFrame    # CLUSTER_CONTAMINATION_COLUMNS
     members_checked: int
     result: DecontaminationResult
+    judged: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=JUDGED_COLUMNS))  # empty without a judge
+    reviewed: int = 0              # (member, benchmark row) pairs sent to the judge
+
+    def judge_counts(self) -> dict[str, int]:
+        """Judged pairs per verdict."""
+        pairs = self.judged.unique(["matched_problem_id", "benchmark", "benchmark_row"])
+        return dict(pairs.group_by("judge_verdict").len().iter_rows()) if pairs.height else {}
 
 
 def decontaminate_clusters(
@@ -518,6 +545,7 @@ def decontaminate_clusters(
     cfg: DecontaminationConfig,
     dedupe_cfg: DedupeConfig,
     log: Log = _noop,
+    review: Review | None = None,
 ) -> CleanResult:
     """Remove every cluster of ``unique`` with a member that matches a benchmark.
 
@@ -525,6 +553,10 @@ def decontaminate_clusters(
     cluster_id, problem) the other cluster members to check as well (ignored for scope=kept).
     A hit on any member is recorded against the kept row, with the member in ``matched_problem_id``;
     per (kept row, benchmark row, method) the strongest hit is kept.
+
+    ``review`` (the LLM judge, ``contamination_judge.judge_pairs``) is given every member hit of
+    ``cfg.judge_methods`` as a (member, benchmark row) pair with both texts; a hit it answers
+    DIFFERENT is kept in ``contamination`` with its verdict but removes nothing.
     """
     pool = unique.select("problem_id", "cluster_id", "problem")
     if cfg.scope == "clusters" and members.height:
@@ -532,22 +564,49 @@ def decontaminate_clusters(
     result = decontaminate(pool.select("problem_id", "problem"), benchmarks, cfg, dedupe_cfg, log)
     owner = pool.select(matched_problem_id="problem_id", kept_id="cluster_id")
     rep = unique.select(kept_id="cluster_id", rep_id="problem_id")
+    hits = result.hits.rename({"problem_id": "matched_problem_id"})
+    judged, reviewed = _review_hits(hits, pool, benchmarks, cfg, review, log)
     contamination = (
-        result.hits.rename({"problem_id": "matched_problem_id"})
+        hits.join(judged, on=["matched_problem_id", "benchmark", "benchmark_row", "method"], how="left")
         .join(owner, on="matched_problem_id", how="left")
         .join(rep, on="kept_id", how="left")
         .with_columns(problem_id=pl.col("rep_id"))
-        # the representative's own match first, then the strongest
-        .with_columns(_own=pl.col("matched_problem_id") != pl.col("problem_id"))
-        .sort(["problem_id", "benchmark", "benchmark_row", "method", "_own", "score"], descending=[False, False, False, False, False, True])
+        # a hit the judge did not reject first, then the representative's own match, then the strongest
+        .with_columns(_lifted=~removes_problem(), _own=pl.col("matched_problem_id") != pl.col("problem_id"))
+        .sort(["problem_id", "benchmark", "benchmark_row", "method", "_lifted", "_own", "score"],
+              descending=[False, False, False, False, False, False, True])
         .unique(["problem_id", "benchmark", "benchmark_row", "method"], keep="first", maintain_order=True)
         .select(list(CLUSTER_CONTAMINATION_COLUMNS))
         .cast(CLUSTER_CONTAMINATION_COLUMNS)
     )
-    clean = unique.join(contamination.select("problem_id").unique(), on="problem_id", how="anti")
+    clean = unique.join(contamination.filter(removes_problem()).select("problem_id").unique(), on="problem_id", how="anti")
     log(f"clean: {unique.height:,} unique problems ({pool.height:,} cluster members checked) ->"
         f" {clean.height:,} clean; {unique.height - clean.height:,} removed")
-    return CleanResult(clean=clean, contamination=contamination, members_checked=pool.height, result=result)
+    return CleanResult(clean=clean, contamination=contamination, members_checked=pool.height, result=result,
+                       judged=judged, reviewed=reviewed)
+
+
+def _review_hits(hits: pl.DataFrame, pool: pl.DataFrame, benchmarks: pl.DataFrame, cfg: DecontaminationConfig,
+                 review: Review | None, log: Log) -> tuple[pl.DataFrame, int]:
+    """(the judge's verdict per member hit of cfg.judge_methods, pairs sent) for ``review``."""
+    empty = pl.DataFrame(schema=JUDGED_COLUMNS)
+    to_review = hits.filter(pl.col("method").is_in(cfg.judge_methods)) if review is not None else hits.clear()
+    pairs = to_review.select("matched_problem_id", "benchmark", "benchmark_row").unique(maintain_order=True)
+    if pairs.is_empty():
+        return empty, 0
+    pairs = (
+        pairs.join(pool.select(matched_problem_id="problem_id", pool_problem="problem"), on="matched_problem_id")
+        .join(benchmarks.select("benchmark", "benchmark_row", benchmark_problem="problem"), on=["benchmark", "benchmark_row"])
+    )
+    log(f"decontamination: LLM judge on {pairs.height:,} pairs found by {cfg.judge_methods}")
+    verdicts = review(pairs)
+    judged = to_review.select("matched_problem_id", "benchmark", "benchmark_row", "method").join(
+        verdicts.select("matched_problem_id", "benchmark", "benchmark_row", "judge_verdict", "judge_model"),
+        on=["matched_problem_id", "benchmark", "benchmark_row"], how="inner",
+    ).cast(JUDGED_COLUMNS)
+    counts = dict(verdicts.group_by("judge_verdict").len().iter_rows()) if verdicts.height else {}
+    log(f"decontamination: judge verdicts {counts} ({pairs.height - verdicts.height} pairs unanswered, their hits stand)")
+    return judged, pairs.height
 
 
 # -- measurement against a labelled set ---------------------------------------------------

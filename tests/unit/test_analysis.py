@@ -262,15 +262,23 @@ def test_contamination_review_puts_each_flag_beside_its_best_match():
                 " ('p2','p2','pool',1,'template like B',NULL,1,'r'), ('p3','p3','pool',2,'clean',NULL,1,'r')")
     con.execute("INSERT INTO benchmark_problems (benchmark, benchmark_row, problem_id, problem, answer, source_ref, run_id)"
                 " VALUES ('b',0,'x','A text',NULL,'f','r'), ('b',1,'y','B text',NULL,'f','r')")
-    con.execute("INSERT INTO contamination VALUES"
-                " ('p1','p1','b',0,'ngram',1.0,'e1','r'), ('p1','p1','b',0,'minhash',0.9,'e2','r'),"
-                " ('p1','p1','b',1,'ngram',0.99,'e3','r'), ('p2','m2','b',1,'digit_stripped',1.0,'e4','r')")
+    con.execute("INSERT INTO contamination (problem_id, matched_problem_id, benchmark, benchmark_row, method, score,"
+                " evidence, run_id, judge_verdict, judge_model) VALUES"
+                " ('p1','p1','b',0,'ngram',1.0,'e1','r',NULL,NULL), ('p1','p1','b',0,'minhash',0.9,'e2','r',NULL,NULL),"
+                " ('p1','p1','b',1,'ngram',0.99,'e3','r',NULL,NULL), ('p2','m2','b',1,'digit_stripped',1.0,'e4','r',NULL,NULL),"
+                # p3: its one hit (a stronger one than p1's) judged DIFFERENT, so it stays clean
+                " ('p3','p3','b',0,'semantic',0.97,'e5','r','DIFFERENT','judge-model'),"
+                # p1 also has a judged hit on its best pair: the verdict shows, the pair still removes
+                " ('p1','p1','b',0,'semantic',0.95,'e6','r','EQUIVALENT','judge-model')")
     review = execute_named_query(con, "contamination_review")
     rows = {r["problem_id"]: r for r in review.iter_rows(named=True)}
-    assert set(rows) == {"p1", "p2"}                       # every flagged row once, the clean one not
-    assert review["problem_id"].to_list() == ["p2", "p1"]   # weakest evidence first
+    assert set(rows) == {"p1", "p2", "p3"}                        # every flagged row once
+    assert review["problem_id"].to_list() == ["p3", "p2", "p1"]   # the judge's lift, then weakest evidence first
+    assert (rows["p3"]["removed"], rows["p3"]["judge_verdict"], rows["p3"]["judge_model"]) == (False, "DIFFERENT", "judge-model")
+    assert (rows["p1"]["removed"], rows["p1"]["judge_verdict"]) == (True, "EQUIVALENT")
+    assert (rows["p2"]["removed"], rows["p2"]["judge_verdict"]) == (True, None)
     p1 = rows["p1"]
     assert (p1["benchmark_row"], p1["benchmark_problem"], p1["problem"]) == (0, "A text", "copy of A")
     assert (p1["ngram_score"], p1["minhash_score"], p1["digit_stripped_score"]) == (1.0, 0.9, None)
-    assert p1["methods_agreeing"] == 2 and p1["methods"] == "minhash, ngram" and p1["benchmark_rows_matched"] == 2
+    assert p1["methods_agreeing"] == 3 and p1["methods"] == "minhash, ngram, semantic" and p1["benchmark_rows_matched"] == 2
     assert rows["p2"]["matched_problem_id"] == "m2" and rows["p2"]["methods_agreeing"] == 1

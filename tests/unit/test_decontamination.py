@@ -6,7 +6,7 @@ from dagster._core.errors import DagsterAssetCheckFailedError
 import polars as pl
 import pytest
 
-from r1_assets.config import DecontaminationConfig, DedupeConfig, parse_config
+from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig, parse_config
 from r1_assets.decontamination import decontaminate, decontaminate_clusters
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
@@ -146,6 +146,91 @@ def test_cluster_member_match_removes_the_representative():
 def test_config_needs_a_method():
     with pytest.raises(ValueError, match="at least one"):
         DecontaminationConfig(methods=[])
+
+
+# -- the paraphrase judge's verdicts (a scripted judge; the real one is in test_model_stages) ----
+BENCH_A = ("A farmer has a rectangular field whose length is three times its width, and he walks once "
+           "around its edge covering four hundred meters in total. What is the area of the field in square meters?")
+BENCH_B = ("Two trains leave the same station at noon travelling in opposite directions, one at sixty "
+           "kilometres per hour and the other at eighty. After how many hours are they seven hundred kilometres apart?")
+BENCH_C = ("A jar holds red, blue and green marbles in the ratio two to three to five, and there are "
+           "twelve more green marbles than red ones. How many marbles of each colour are in the jar?")
+
+
+def _extended(text: str, tail: str) -> str:
+    """The benchmark text inside a longer problem: an ngram hit (every 8-gram), no minhash hit."""
+    return (f"{text} Then {tail}, and explain every step of your reasoning in full detail so that a reader who "
+            "has never seen this kind of question before can follow along without any difficulty whatsoever.")
+
+
+def test_judge_verdicts_decide_which_hits_remove_a_problem():
+    cfg = DecontaminationConfig(methods=["ngram", "minhash"], judge_model="judge", judge_methods=["ngram"])
+    texts = {
+        "lifted": _extended(BENCH_A, "compute its diagonal"),         # ngram only, judged DIFFERENT
+        "ambiguous": _extended(BENCH_B, "find their speeds' ratio"),  # ngram only, AMBIGUOUS
+        "equivalent": _extended(BENCH_C, "count the blue ones"),      # ngram only, EQUIVALENT
+        "unanswered": _extended(BENCH_B, "draw a diagram"),            # ngram only, no answer (a failed request)
+        "verbatim": BENCH_A,                                           # ngram + minhash, ngram judged DIFFERENT
+        "rep": _extended(BENCH_C, "state the total"),                 # its own hit DIFFERENT, its member's EQUIVALENT
+        "untouched": OTHER,
+    }
+    answers = {"lifted": "DIFFERENT", "ambiguous": "AMBIGUOUS", "equivalent": "EQUIVALENT", "verbatim": "DIFFERENT",
+               "rep": "DIFFERENT", "member": "EQUIVALENT"}
+    unique = pl.DataFrame({"problem_id": list(texts), "cluster_id": list(texts), "problem": list(texts.values())})
+    members = pl.DataFrame({"problem_id": ["member"], "cluster_id": ["rep"],
+                            "problem": [_extended(BENCH_C, "add them up")]})
+    seen: list[pl.DataFrame] = []
+
+    def review(pairs: pl.DataFrame) -> pl.DataFrame:
+        seen.append(pairs)
+        answered = pairs.filter(pl.col("matched_problem_id").is_in(list(answers)))
+        return answered.select("matched_problem_id", "benchmark", "benchmark_row",
+                               judge_verdict=pl.col("matched_problem_id").replace_strict(answers),
+                               judge_model=pl.lit("judge-model"))
+
+    bench = _bench([("b", BENCH_A), ("b", BENCH_B), ("b", BENCH_C)])
+    out = decontaminate_clusters(unique, members, bench, cfg, DedupeConfig(), review=review)
+
+    # Only DIFFERENT lifts a hit, and only a hit of judge_methods: the verbatim copy's minhash hit stands.
+    assert sorted(out.clean["problem_id"]) == ["lifted", "untouched"]
+    [pairs] = seen
+    assert sorted(pairs["matched_problem_id"]) == sorted([*answers, "unanswered"])   # one pair each, ngram hits only
+    asked = pairs.filter(pl.col("matched_problem_id") == "lifted").row(0, named=True)
+    assert (asked["pool_problem"], asked["benchmark_problem"]) == (texts["lifted"], BENCH_A)
+    c = {(r["problem_id"], r["method"]): r for r in out.contamination.iter_rows(named=True)}
+    # A rejected hit stays for the audit, with the verdict and the judge.
+    assert (c["lifted", "ngram"]["judge_verdict"], c["lifted", "ngram"]["judge_model"]) == ("DIFFERENT", "judge-model")
+    assert c["verbatim", "ngram"]["judge_verdict"] == "DIFFERENT" and c["verbatim", "minhash"]["judge_verdict"] is None
+    assert c["ambiguous", "ngram"]["judge_verdict"] == "AMBIGUOUS" and c["unanswered", "ngram"]["judge_verdict"] is None
+    # The cluster's row is the member's unrejected hit, not the representative's own rejected one.
+    assert (c["rep", "ngram"]["matched_problem_id"], c["rep", "ngram"]["judge_verdict"]) == ("member", "EQUIVALENT")
+    assert out.reviewed == 7 and out.judge_counts() == {"DIFFERENT": 3, "AMBIGUOUS": 1, "EQUIVALENT": 2}
+    assert set(out.judged["method"]) == {"ngram"}
+
+    # Without a judge nothing is reviewed and every hit removes its problem.
+    plain = decontaminate_clusters(unique, members, bench, cfg, DedupeConfig())
+    assert plain.clean["problem_id"].to_list() == ["untouched"] and plain.contamination["judge_verdict"].is_null().all()
+
+
+def test_judge_config_errors_name_the_key():
+    base = {"sources": [{"name": "s", "kind": "file", "path": "x.jsonl"}], "models": {"teacher": {"name": "m"}}}
+
+    def parse(decontamination: dict):
+        return parse_config({**base, "decontamination": decontamination}, REPO_ROOT)
+
+    with pytest.raises(ConfigError, match=r"decontamination: judge_model 'teachr' is not a role in models \(configured: \['teacher'\]\)"):
+        parse({"methods": ["ngram", "semantic"], "judge_model": "teachr"})
+    with pytest.raises(ConfigError, match=r"decontamination: judge_methods: \['semantic'\]: .* enabled methods"):
+        parse({"methods": ["ngram"], "judge_model": "teacher"})
+    with pytest.raises(ConfigError, match=r"decontamination judge_methods \[0\]: Input should be 'ngram'"):
+        parse({"methods": ["ngram"], "judge_model": "teacher", "judge_methods": ["ngrams"]})
+    with pytest.raises(ConfigError, match=r"decontamination: judge_prompt_template: unknown placeholders \['problem'\]"):
+        parse({"methods": ["semantic"], "judge_model": "teacher", "judge_prompt_template": "{problem} vs {benchmark_problem}"})
+    with pytest.raises(ConfigError, match=r"decontamination: unknown key 'judge_modle'"):
+        parse({"judge_modle": "teacher"})
+    judged = parse({"methods": ["ngram", "semantic"], "judge_model": "teacher"}).decontamination
+    assert judged.judge_methods == ["semantic"] and judged.judge_sampling.temperature == 0 and judged.judge_sampling.n == 1
+    assert parse({}).decontamination.judge_model is None   # no judge unless configured
 
 
 # -- the shared data -------------------------------------------------------------------------
