@@ -124,9 +124,10 @@ class DedupeConfig(_Section):
     # up to this many distinct problems is one block, read once. Past 31 blocks (32M rows at the
     # default) the blocks grow, to keep the files (one per block pair) under the open-file limit.
     signature_block_rows: int = Field(default=1 << 20, gt=0)
-    # Candidate pairs verified per step: their two signature gathers take
-    # 2 x pair_chunk x num_perm x 4 B (58 MB at the defaults); one gather of all 5M pairs of a
-    # 1M-row pool took 4.4 GiB and was 5x slower from page faults.
+    # Distinct candidate pairs per verification and union-find step (their arrays: ~2 MB at the
+    # default). Signature rows are gathered for 2,048 pairs at a time into reused buffers
+    # (``dedupe._JACCARD_ROWS``): one gather of all 5M pairs of a 1M-row pool took 4.4 GiB and
+    # was 5x slower from page faults, and 65,536-pair gathers were 2x slower than cache-sized ones.
     pair_chunk: int = Field(default=65_536, gt=0)
     # Optional semantic pass (as AM and NeMo Curator): after MinHash, the cluster representatives
     # are embedded with all-MiniLM-L6-v2 (r1_assets.embeddings, the embeddings of semantic

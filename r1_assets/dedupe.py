@@ -18,13 +18,17 @@ permutation, with datasketch's ``a, b`` for the seed). Given the same shingle ha
 signatures equal ``datasketch.MinHash(scheme="affine32")``'s bit for bit (tested), at a
 fraction of the per-row Python cost, ``dedupe.batch_rows`` rows at a time.
 
-At scale the LSH candidate pairs, not the signatures, are what grows: 5M at 1M rows of a
-duplicate-heavy pool, hundreds of millions at 10M. They are produced one band at a time and
-spilled to disk (``CandidateSpill``, under ``$R1_HOME/tmp``), read back one range of rows at a
-time, verified ``dedupe.pair_chunk`` pairs at a time and merged into clusters by a union-find,
-so memory is the input, the signatures (n x num_perm x 4 B) and a few arrays of n, whatever the
-number of pairs. The clusters do not depend on the order pairs arrive in: the results equal
-the former all-in-memory pass exactly (tested, and asserted by tests/bench/bench_dedupe.py).
+At scale neither the LSH candidate pairs (5M at 1M rows of a duplicate-heavy pool, hundreds
+of millions at 10M) nor the signatures (3.2 GiB at 7.7M distinct problems) fit beside the input
+in memory. Signatures and their band keys go to disk batch by batch (``SignatureSpill``, under
+``$R1_HOME/tmp``); candidate pairs are produced one band at a time and spilled into one file per
+pair of signature blocks (``CandidateSpill``), read back one file at a time, verified against
+two blocks of signatures and merged into clusters by a union-find. The exact pass and the
+assembly of the output work on numbers (a 64-bit key of ``problem_id``, row numbers, ranks),
+and the output's strings are gathered once, in output order. So memory is the input, a few
+arrays of n, two signature blocks and one candidate file, whatever the number of pairs. The
+clusters do not depend on the order pairs arrive in: the results equal the former
+all-in-memory pass exactly (tested, and asserted by tests/bench/bench_dedupe.py).
 """
 
 from __future__ import annotations
@@ -726,9 +730,9 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
     within a source (as in raw_problems); the input order breaks ties otherwise.
 
     Everything that spans all rows is numeric (row numbers, a 64-bit key of problem_id, ranks):
-    the string columns of ``rows`` are read, never copied, until the output gathers them once,
-    in output order (a 10M-row pool is ~4.5 GiB; each sorted or joined copy of its strings
-    would add gigabytes).
+    no sort, join or group_by touches the string columns of ``rows``, and the output gathers
+    them once, in output order (a 10M-row pool is ~4.2 GiB; each sorted or joined copy of its
+    strings would add gigabytes).
     """
     t0 = time.perf_counter()
     order = source_order(sources, cfg.source_priority)
