@@ -112,19 +112,23 @@ class DedupeConfig(_Section):
     max_bucket_neighbors: int = Field(default=64, gt=0)
     # Rows per MinHash batch: bounds the working memory (~rows x 60 shingles x num_perm x 4 B).
     batch_rows: int = Field(default=20_000, gt=0)
-    # LSH candidate pairs do not fit in memory at 10M rows (hundreds of millions of pairs), so
-    # they are written to disk band by band, into one file per range of ``spill_partition_rows``
-    # rows (by the pair's lower row), and each file is deduplicated and verified on its own.
+    # Neither the LSH candidate pairs (hundreds of millions at 10M rows) nor the signatures
+    # (7.7M distinct x 112 x 4 B = 3.2 GiB at 10M) fit beside the input in 8 GiB, so both are
+    # written to disk: signatures and band keys batch by batch, candidate pairs band by band.
     # None: a temporary folder under ``$R1_HOME/tmp``, removed afterwards (also on error). Point
-    # it at a fast local disk if $R1_HOME is on a slow one; it needs ~8 B per raw candidate pair.
+    # it at a fast local disk if $R1_HOME is on a slow one; it needs ~8 B per raw candidate pair
+    # plus (num_perm x 4 + bands x 8) B per distinct problem.
     spill_dir: str | None = None
-    # One file is read back at a time: at most rows x bands x max_bucket_neighbors pairs, in
-    # practice ~20 per row (65,536 rows: ~10 MB). Fewer, larger files cost memory, not speed;
-    # past 512 files (33M rows) the ranges grow, to stay under the usual open-file limit.
-    spill_partition_rows: int = Field(default=65_536, gt=0)
-    # Candidate pairs verified per step: their two signature gathers take
-    # 2 x pair_chunk x num_perm x 4 B (58 MB at the defaults); one gather of all 5M pairs of a
-    # 1M-row pool took 4.4 GiB and was 5x slower from page faults.
+    # Signatures are read back in blocks of this many rows and candidate pairs are filed by
+    # their pair of blocks, so verification holds two blocks (2 x 1M x 448 B = 0.9 GiB at the
+    # defaults) and one file of pairs. Smaller blocks cost memory less, re-reads more; a pool of
+    # up to this many distinct problems is one block, read once. Past 31 blocks (32M rows at the
+    # default) the blocks grow, to keep the files (one per block pair) under the open-file limit.
+    signature_block_rows: int = Field(default=1 << 20, gt=0)
+    # Distinct candidate pairs per verification and union-find step (their arrays: ~2 MB at the
+    # default). Signature rows are gathered for 2,048 pairs at a time into reused buffers
+    # (``dedupe._JACCARD_ROWS``): one gather of all 5M pairs of a 1M-row pool took 4.4 GiB and
+    # was 5x slower from page faults, and 65,536-pair gathers were 2x slower than cache-sized ones.
     pair_chunk: int = Field(default=65_536, gt=0)
     # Optional semantic pass (as AM and NeMo Curator): after MinHash, the cluster representatives
     # are embedded with all-MiniLM-L6-v2 (r1_assets.embeddings, the embeddings of semantic

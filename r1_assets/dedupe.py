@@ -18,13 +18,17 @@ permutation, with datasketch's ``a, b`` for the seed). Given the same shingle ha
 signatures equal ``datasketch.MinHash(scheme="affine32")``'s bit for bit (tested), at a
 fraction of the per-row Python cost, ``dedupe.batch_rows`` rows at a time.
 
-At scale the LSH candidate pairs, not the signatures, are what grows: 5M at 1M rows of a
-duplicate-heavy pool, hundreds of millions at 10M. They are produced one band at a time and
-spilled to disk (``CandidateSpill``, under ``$R1_HOME/tmp``), read back one range of rows at a
-time, verified ``dedupe.pair_chunk`` pairs at a time and merged into clusters by a union-find,
-so memory is the input, the signatures (n x num_perm x 4 B) and a few arrays of n, whatever the
-number of pairs. The clusters do not depend on the order pairs arrive in: the results equal
-the former all-in-memory pass exactly (tested, and asserted by tests/bench/bench_dedupe.py).
+At scale neither the LSH candidate pairs (5M at 1M rows of a duplicate-heavy pool, hundreds
+of millions at 10M) nor the signatures (3.2 GiB at 7.7M distinct problems) fit beside the input
+in memory. Signatures and their band keys go to disk batch by batch (``SignatureSpill``, under
+``$R1_HOME/tmp``); candidate pairs are produced one band at a time and spilled into one file per
+pair of signature blocks (``CandidateSpill``), read back one file at a time, verified against
+two blocks of signatures and merged into clusters by a union-find. The exact pass and the
+assembly of the output work on numbers (a 64-bit key of ``problem_id``, row numbers, ranks),
+and the output's strings are gathered once, in output order. So memory is the input, a few
+arrays of n, two signature blocks and one candidate file, whatever the number of pairs. The
+clusters do not depend on the order pairs arrive in: the results equal the former
+all-in-memory pass exactly (tested, and asserted by tests/bench/bench_dedupe.py).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ DUPLICATE_COLUMNS = {
     "method": pl.Utf8,
     "similarity": pl.Float64,
 }
+# How a duplicate relates to its representative (DUPLICATE_COLUMNS' method).
+METHODS = ("exact", "minhash", "semantic")
 Log = Callable[[str], None]
 
 _U64 = np.uint64
@@ -246,23 +252,29 @@ class MinHasher:
                     sig[part[0]] = acc
         return sig
 
-    def signatures(self, texts: pl.Series, log: Log = _noop, take: np.ndarray | None = None) -> np.ndarray:
-        """(n, num_perm) uint32 signatures, computed ``batch_rows`` rows at a time.
+    def batches(self, texts: pl.Series, log: Log = _noop, take: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Signatures of ``batch_rows`` rows at a time, (rows, num_perm) uint32, in row order.
 
         ``take``: sign only these rows of ``texts``, in this order, gathered batch by batch
         (a gathered copy of millions of texts would cost gigabytes).
         """
         n = texts.len() if take is None else len(take)
-        out = np.empty((n, self.num_perm), dtype=_U32)
         step = self.batch_rows
         t0 = time.perf_counter()
         for lo in range(0, n, step):
             batch = texts.slice(lo, step) if take is None else texts.gather(take[lo:lo + step])
-            counts, sh32 = self.shingle_hashes(batch)
-            out[lo:lo + len(counts)] = self.signatures_from_hashes(counts, sh32)
+            yield self.signatures_from_hashes(*self.shingle_hashes(batch))
             done = min(lo + step, n)
             if done == n or (lo // step) % 10 == 9:
                 log(f"minhash: {done:,}/{n:,} rows ({done / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s)")
+
+    def signatures(self, texts: pl.Series, log: Log = _noop, take: np.ndarray | None = None) -> np.ndarray:
+        """(n, num_perm) uint32 signatures, all in memory (``batches`` one batch at a time)."""
+        out = np.empty((texts.len() if take is None else len(take), self.num_perm), dtype=_U32)
+        lo = 0
+        for sig in self.batches(texts, log, take):
+            out[lo:lo + len(sig)] = sig
+            lo += len(sig)
         return out
 
 
@@ -293,11 +305,16 @@ def _bucket_pair_codes(key: np.ndarray, max_neighbors: int) -> Iterator[np.ndarr
     order = np.argsort(key, kind="stable")          # by key, then row (stable)
     ks = key[order]
     del key
+    # Sorted positions whose bucket goes on for d more members; each d keeps a subset of the
+    # previous one, so the work follows the pairs, not n per distance.
+    live = np.flatnonzero(ks[:-1] == ks[1:])
     for d in range(1, max_neighbors + 1):
-        same = ks[:-d] == ks[d:]
-        if not same.any():
+        if d > 1:
+            live = live[live + d < n]
+            live = live[ks[live + d] == ks[live]]
+        if not len(live):
             return
-        yield order[:-d][same].astype(np.int64) * n + order[d:][same]
+        yield order[live] * n + order[live + d]
 
 
 def candidate_pairs(keys: np.ndarray, max_neighbors: int) -> np.ndarray:
@@ -316,26 +333,138 @@ def candidate_pairs(keys: np.ndarray, max_neighbors: int) -> np.ndarray:
     return np.stack([codes // n, codes % n], axis=1)
 
 
-_MAX_SPILL_FILES = 512
+# Signature blocks per side of the block-pair grid: one candidate file per pair of blocks,
+# B * (B + 1) / 2 files, all open while the bands spill; 31 blocks give 496, under the usual
+# open-file limit of 1,024 (past 31 blocks of ``signature_block_rows``, the blocks grow).
+_MAX_BLOCKS = 31
+
+
+def _open_append(path: Path) -> BinaryIO:
+    return open(path, "ab")  # noqa: SIM115 (open until read back: appended once per batch or band)
+
+
+class SignatureSpill:
+    """MinHash signatures and their LSH band keys on disk, read back one block of rows at a time.
+
+    At 10M rows the signatures alone (7.7M distinct x 112 x 4 B = 3.2 GiB) do not fit beside the
+    input in 8 GiB. ``add`` appends each MinHash batch to one raw uint32 file and its band keys
+    to one uint64 file per band; LSH then reads one band at a time (``band_key``) and the
+    verification two blocks of ``block_rows`` rows at a time (``pair_jaccard``). Reads are
+    sequential and come from the page cache, which the kernel can reclaim; the process holds
+    at most two blocks. Use as a context manager: the folder is removed on exit, also on error.
+    """
+
+    def __init__(self, root: Path, n: int, cfg: DedupeConfig):
+        root.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="dedupe-signatures-", dir=root))
+        self.n, self.num_perm, self.rows = n, cfg.num_perm, cfg.rows
+        self.block_rows = max(cfg.signature_block_rows, -(-n // _MAX_BLOCKS))
+        self.blocks = max(1, -(-n // self.block_rows))
+        self.written = 0
+        self._sig: BinaryIO | None = _open_append(self.folder / "signatures.u32")
+        self._keys = [_open_append(self._key_path(b)) for b in range(cfg.bands)]
+        self._cache: dict[int, np.ndarray] = {}            # at most two blocks, least recently used first
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+        self._cache.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _key_path(self, band: int) -> Path:
+        return self.folder / f"band-{band:03d}.u64"
+
+    def _close(self) -> None:
+        for f in [self._sig, *self._keys]:
+            if f is not None:
+                f.close()
+        self._sig, self._keys = None, []
+
+    def add(self, sig: np.ndarray) -> None:
+        """Append the signatures of the next rows (in row order) and their band keys."""
+        if self._sig is None or self.written + len(sig) > self.n:
+            raise RuntimeError(f"SignatureSpill: {self.written + len(sig):,} rows added to a spill of {self.n:,}")
+        sig.astype("<u4", copy=False).tofile(self._sig)
+        for b, f in enumerate(self._keys):
+            band_key(sig, b, self.rows).astype("<u8", copy=False).tofile(f)
+        self.written += len(sig)
+
+    def _finish(self) -> None:
+        if self._sig is not None:
+            if self.written != self.n:
+                raise RuntimeError(f"SignatureSpill: {self.written:,} of {self.n:,} rows added")
+            self._close()
+
+    def band_key(self, band: int) -> np.ndarray:
+        """(n,) uint64 keys of one band (``band_key`` of the signatures)."""
+        self._finish()
+        return np.fromfile(self._key_path(band), dtype="<u8")
+
+    def block(self, b: int) -> np.ndarray:
+        """Rows ``b * block_rows`` up to ``(b + 1) * block_rows`` of the signatures."""
+        self._finish()
+        sig = self._cache.pop(b, None)
+        if sig is None:
+            while len(self._cache) >= 2:
+                del self._cache[next(iter(self._cache))]   # freed before the read: two blocks at most
+            lo = b * self.block_rows
+            rows = min(self.block_rows, self.n - lo)
+            sig = np.fromfile(self.folder / "signatures.u32", dtype="<u4", count=rows * self.num_perm,
+                              offset=lo * self.num_perm * 4).reshape(rows, self.num_perm)
+        self._cache[b] = sig
+        return sig
+
+    def pair_jaccard(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Estimated Jaccard of rows ``left[k]`` and ``right[k]``, one pair of blocks at a time.
+
+        Pairs are grouped by (block of left, block of right), in that order, so that the block
+        of ``left`` stays cached while the blocks of ``right`` go by; rows are gathered into
+        reused buffers ``_JACCARD_ROWS`` at a time (a gather of millions of rows costs gigabytes
+        and page faults).
+        """
+        out = np.empty(len(left), dtype=np.float64)
+        if len(left) == 0:
+            return out
+        r, p = self.block_rows, self.num_perm
+        group = (left // r) * self.blocks + right // r
+        if group.min() == group.max():                     # the usual case: one block pair
+            order, starts = np.arange(len(left)), np.zeros(1, dtype=np.int64)
+        else:
+            order = np.argsort(group, kind="stable")
+            starts = np.flatnonzero(np.diff(group[order], prepend=-1))
+        a, b, eq = np.empty((_JACCARD_ROWS, p), dtype=_U32), np.empty((_JACCARD_ROWS, p), dtype=_U32), _scratch(p)
+        for s, e in zip(starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True):
+            bl, br = divmod(int(group[order[s]]), self.blocks)
+            sig_l, sig_r = self.block(bl), self.block(br)
+            for lo in range(s, e, _JACCARD_ROWS):
+                idx = order[lo:min(lo + _JACCARD_ROWS, e)]
+                m = len(idx)
+                np.take(sig_l, left[idx] - bl * r, axis=0, out=a[:m])
+                np.take(sig_r, right[idx] - br * r, axis=0, out=b[:m])
+                out[idx] = _equal_counts(a[:m], b[:m], eq) / p
+        return out
 
 
 class CandidateSpill:
-    """LSH candidate pair codes on disk, one file per range of lower rows, read back distinct.
+    """LSH candidate pair codes on disk, one file per pair of signature blocks, read back distinct.
 
-    Codes (``i * n + j``, int64) are appended band by band to the file of ``i // part_rows``,
-    as raw little-endian int64 (fixed width, append-only, read back with one ``np.fromfile``:
-    nothing a Parquet or DuckDB layer would add is needed here). Every copy of a pair lands in
-    the same file, so each file is deduplicated on its own and memory is bounded by one file.
+    Codes (``i * n + j``, int64, i < j) are appended band by band to the file of
+    (``i // block_rows``, ``j // block_rows``), as raw little-endian int64 (fixed width,
+    append-only, read back with one ``np.fromfile``: nothing a Parquet or DuckDB layer would add
+    is needed here). Every copy of a pair lands in the same file, so each file is deduplicated on
+    its own, and its pairs are verified against two blocks of signatures (``SignatureSpill``).
     Use as a context manager: the folder is removed on exit, also on error.
     """
 
-    def __init__(self, root: Path, n: int, part_rows: int):
+    def __init__(self, root: Path, n: int, block_rows: int):
         root.mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="dedupe-pairs-", dir=root))
-        # Every file stays open until read back: at most _MAX_SPILL_FILES of them (the usual
-        # open-file limit is 1,024), so past 512 x part_rows rows the ranges grow instead.
-        self.n, self.part_rows = n, max(part_rows, -(-n // _MAX_SPILL_FILES))
-        self.parts = max(1, -(-n // self.part_rows))
+        self.n, self.block_rows = n, block_rows
+        self.blocks = max(1, -(-n // block_rows))
+        if self.blocks > _MAX_BLOCKS:
+            raise ValueError(f"CandidateSpill: {self.blocks} blocks of {block_rows:,} rows, above {_MAX_BLOCKS}")
         self._files: dict[int, BinaryIO] = {}
         self.written = 0
 
@@ -351,55 +480,75 @@ class CandidateSpill:
             f.close()
         self._files.clear()
 
+    @property
+    def files(self) -> int:
+        """Files written to and not yet read back."""
+        return len(self._files)
+
     def _path(self, part: int) -> Path:
         return self.folder / f"part-{part:06d}.i64"
 
     def add(self, codes: np.ndarray) -> None:
-        part = codes // (self.n * self.part_rows)          # == (codes // n) // part_rows
+        i = codes // self.n
+        part = (i // self.block_rows) * self.blocks + (codes - i * self.n) // self.block_rows
+        del i
         # a stable sort of 16-bit keys is numpy's radix sort: linear, ~5x faster than int64's
-        part = part.astype(np.uint16) if self.parts <= 1 << 16 else part
-        ends = np.cumsum(np.bincount(part, minlength=self.parts))
+        part = part.astype(np.uint16)                      # blocks <= 31, so parts < 31 * 31
+        ends = np.cumsum(np.bincount(part, minlength=self.blocks * self.blocks))
         codes = codes[np.argsort(part, kind="stable")]
         del part
         for p in np.flatnonzero(np.diff(ends, prepend=0)).tolist():
             f = self._files.get(p)
             if f is None:
-                # open until read back: one file per row range, appended once per band and distance
-                f = self._files[p] = open(self._path(p), "ab")  # noqa: SIM115
+                f = self._files[p] = _open_append(self._path(p))
             codes[ends[p - 1] if p else 0:ends[p]].astype("<i8", copy=False).tofile(f)
         self.written += len(codes)
 
     def distinct_pairs(self, chunk: int) -> Iterator[np.ndarray]:
-        """The distinct pairs, (m, 2) int64 with i < j, at most ``chunk`` per array, in order."""
+        """The distinct pairs, (m, 2) int64 with i < j, at most ``chunk`` per array, block pair
+        by block pair (by the lower row's block, then the higher's), in (i, j) order within each."""
         self.close()
         n = self.n
-        for p in range(self.parts):
+        for p in range(self.blocks * self.blocks):
             path = self._path(p)
             if not path.exists():
                 continue
-            codes = np.unique(np.fromfile(path, dtype="<i8"))
+            codes = np.fromfile(path, dtype="<i8")
             path.unlink()                                    # free the disk as we go
+            codes.sort()                                     # in place: np.unique would sort a copy
+            codes = codes[np.diff(codes, prepend=-1) != 0]
             for lo in range(0, len(codes), chunk):
                 c = codes[lo:lo + chunk]
                 yield np.stack([c // n, c % n], axis=1)
 
 
-def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """Row-wise share of equal signature values (the MinHash Jaccard estimate)."""
-    out = np.empty(len(sig_a), dtype=np.float64)
-    for lo in range(0, len(sig_a), chunk):
-        out[lo:lo + chunk] = (sig_a[lo:lo + chunk] == sig_b[lo:lo + chunk]).mean(axis=1)
-    return out
+# Rows compared per step: the two gathered blocks and the equality mask (2 x 2048 x 448 B +
+# 2048 x 112 B) stay in cache, and the buffers are reused: 65,536-row steps were 2x slower.
+_JACCARD_ROWS = 2048
 
 
-def pair_jaccard(sig: np.ndarray, left: np.ndarray, right: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """``estimated_jaccard(sig[left], sig[right])``, gathering ``chunk`` rows at a time.
+def _equal_counts(a: np.ndarray, b: np.ndarray, eq: np.ndarray) -> np.ndarray:
+    """Per row, how many columns of ``a`` and ``b`` are equal. ``eq``: a zeroed bool scratch of
+    at least len(a) rows and num_perm rounded up to 8 columns, so that its rows read as uint64
+    words whose set bits (one per equal column) ``bitwise_count`` counts."""
+    m, p = a.shape
+    np.equal(a, b, out=eq[:m, :p])
+    return np.bitwise_count(eq[:m].view(np.uint64)).sum(axis=1, dtype=np.int64)
 
-    A full gather of millions of rows costs gigabytes and is slower (page faults) than chunks.
+
+def _scratch(num_perm: int) -> np.ndarray:
+    return np.zeros((_JACCARD_ROWS, -(-num_perm // 8) * 8), dtype=bool)
+
+
+def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
+    """Row-wise share of equal signature values (the MinHash Jaccard estimate).
+
+    count / num_perm in float64: the same value as the mean of the equality mask.
     """
-    out = np.empty(len(left), dtype=np.float64)
-    for lo in range(0, len(left), chunk):
-        out[lo:lo + chunk] = estimated_jaccard(sig[left[lo:lo + chunk]], sig[right[lo:lo + chunk]], chunk)
+    out = np.empty(len(sig_a), dtype=np.float64)
+    eq = _scratch(sig_a.shape[1])
+    for lo in range(0, len(sig_a), _JACCARD_ROWS):
+        out[lo:lo + _JACCARD_ROWS] = _equal_counts(sig_a[lo:lo + _JACCARD_ROWS], sig_b[lo:lo + _JACCARD_ROWS], eq) / sig_a.shape[1]
     return out
 
 
@@ -453,36 +602,35 @@ class NearDuplicates:
     """Near-duplicate clusters over ``n`` rows, from confirmed LSH candidate pairs."""
 
     labels: np.ndarray          # per row: the lowest row of its cluster (itself if alone)
+    similarity: np.ndarray      # per row: estimated Jaccard to that lowest row (1.0 for itself)
     candidates: int             # distinct LSH candidate pairs
     confirmed: int              # of which confirmed (estimated Jaccard >= threshold)
-    signatures: np.ndarray      # (n, num_perm) uint32
 
 
 def spill_root(cfg: DedupeConfig) -> Path:
-    """Where candidate pairs spill: ``dedupe.spill_dir``, else ``$R1_HOME/tmp``."""
+    """Where signatures and candidate pairs spill: ``dedupe.spill_dir``, else ``$R1_HOME/tmp``."""
     from r1_assets.storage import r1_home
 
     return Path(cfg.spill_dir).expanduser() if cfg.spill_dir else r1_home() / "tmp"
 
 
-def confirmed_pairs(sig: np.ndarray, cfg: DedupeConfig, log: Log = _noop) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """LSH over ``sig``, verified: per chunk, (confirmed pairs, their estimated Jaccard, candidates).
+def confirmed_pairs(signatures: SignatureSpill, cfg: DedupeConfig, log: Log = _noop) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """LSH over ``signatures``, verified: per chunk, (confirmed pairs, their estimated Jaccard, candidates).
 
     Bands are processed one at a time (one key column in memory) and their candidate pairs
     spill to disk (``CandidateSpill``); the distinct candidates come back in chunks of at most
-    ``pair_chunk``, in (i, j) order, and only those reaching ``threshold`` are yielded. The spill
-    folder is gone when the generator finishes or is closed.
+    ``pair_chunk``, one pair of signature blocks at a time, and only those reaching
+    ``threshold`` are yielded. The pair folder is gone when the generator finishes or is closed.
     """
-    n = sig.shape[0]
     t0 = time.perf_counter()
-    with CandidateSpill(spill_root(cfg), n, cfg.spill_partition_rows) as spill:
+    with CandidateSpill(spill_root(cfg), signatures.n, signatures.block_rows) as spill:
         for b in range(cfg.bands):
-            for codes in _bucket_pair_codes(band_key(sig, b, cfg.rows), cfg.max_bucket_neighbors):
+            for codes in _bucket_pair_codes(signatures.band_key(b), cfg.max_bucket_neighbors):
                 spill.add(codes)
         log(f"minhash LSH: {spill.written:,} raw candidate pairs from {cfg.bands} bands spilled to"
-            f" {spill.parts:,} files ({time.perf_counter() - t0:.1f}s)")
+            f" {spill.files:,} files ({time.perf_counter() - t0:.1f}s)")
         for pairs in spill.distinct_pairs(cfg.pair_chunk):
-            sim = pair_jaccard(sig, pairs[:, 0], pairs[:, 1], cfg.pair_chunk)
+            sim = signatures.pair_jaccard(pairs[:, 0], pairs[:, 1])
             keep = sim >= cfg.threshold
             yield pairs[keep], sim[keep], len(pairs)
 
@@ -491,19 +639,27 @@ def near_duplicates(texts: pl.Series, cfg: DedupeConfig, log: Log = _noop, take:
     """MinHash LSH near-duplicate clusters of ``texts`` (all against all, confirmed pairs).
 
     ``take``: cluster only these rows of ``texts``, in this order (row k of the result is
-    ``texts[take[k]]``). Memory is the signatures (n x num_perm x 4 B) plus a few arrays of n
-    and one spill file: candidate and confirmed pairs are never all in memory.
+    ``texts[take[k]]``). Memory is a few arrays of n, two blocks of signatures
+    (``SignatureSpill``) and one candidate file: signatures, candidate and confirmed pairs are
+    never all in memory.
     """
-    sig = MinHasher.from_config(cfg).signatures(texts, log, take)
-    components = UnionFind(sig.shape[0])
-    candidates = confirmed = 0
-    with closing(confirmed_pairs(sig, cfg, log)) as chunks:
-        for pairs, _, n_candidates in chunks:
-            components.union(pairs[:, 0], pairs[:, 1])
-            candidates += n_candidates
-            confirmed += len(pairs)
-    log(f"minhash LSH: {candidates:,} candidate pairs, {confirmed:,} confirmed at J >= {cfg.threshold}")
-    return NearDuplicates(labels=components.roots(), candidates=candidates, confirmed=confirmed, signatures=sig)
+    n = texts.len() if take is None else len(take)
+    t0 = time.perf_counter()
+    with SignatureSpill(spill_root(cfg), n, cfg) as signatures:
+        for sig in MinHasher.from_config(cfg).batches(texts, log, take):
+            signatures.add(sig)
+        components = UnionFind(n)
+        candidates = confirmed = 0
+        with closing(confirmed_pairs(signatures, cfg, log)) as chunks:
+            for pairs, _, n_candidates in chunks:
+                components.union(pairs[:, 0], pairs[:, 1])
+                candidates += n_candidates
+                confirmed += len(pairs)
+        labels = components.roots()
+        similarity = signatures.pair_jaccard(np.arange(n), labels)
+    log(f"minhash LSH: {candidates:,} candidate pairs, {confirmed:,} confirmed at J >= {cfg.threshold}"
+        f" ({time.perf_counter() - t0:.1f}s with MinHash)")
+    return NearDuplicates(labels=labels, similarity=similarity, candidates=candidates, confirmed=confirmed)
 
 
 def semantic_merge(
@@ -570,94 +726,128 @@ def deduplicate(rows: pl.DataFrame, cfg: DedupeConfig, sources: list[str], log: 
 
     ``rows`` needs problem_id, source, source_row, problem, answer (and domain; math when
     absent: a kept row carries the domain of its own source row). ``sources`` is the
-    configured source order (priority applied by ``source_order``).
+    configured source order (priority applied by ``source_order``). ``source_row`` is unique
+    within a source (as in raw_problems); the input order breaks ties otherwise.
+
+    Everything that spans all rows is numeric (row numbers, a 64-bit key of problem_id, ranks):
+    no sort, join or group_by touches the string columns of ``rows``, and the output gathers
+    them once, in output order (a 10M-row pool is ~4.2 GiB; each sorted or joined copy of its
+    strings would add gigabytes).
     """
     t0 = time.perf_counter()
     order = source_order(sources, cfg.source_priority)
-    unknown = sorted(set(rows["source"].unique().to_list()) - set(order))
+    present = rows["source"].unique().sort()                      # polars' string order: the output's
+    unknown = [s for s in present.to_list() if s not in order]
     rank = {s: i for i, s in enumerate(order + unknown)}
-    # Texts stay in ``rows``: they are gathered only batch by batch for MinHash and for the kept
-    # rows at the end (each full copy of a 10M-row pool's texts would cost ~2.5 GB).
-    domain = pl.col("domain") if "domain" in rows.columns else pl.lit("math").alias("domain")
-    frame = rows.select(
-        "problem_id", "source", "source_row", domain,
+
+    # 1. exact: rows with the same problem_id are one problem, represented by its preferred row
+    #    (so "has an answer" when any copy has one). The ids are grouped by a 64-bit hash: at
+    #    10M distinct ids a collision has odds of ~3e-6, and the distinct counts are compared
+    #    below so that one would fail loudly instead of merging two problems.
+    keyed = rows.select(
+        _key=pl.col("problem_id").hash(seed=0x5EED),
         _no_answer=pl.col("answer").is_null() | (pl.col("answer").str.strip_chars() == ""),
         _source_rank=pl.col("source").replace_strict(rank, return_dtype=pl.Int32),
+        source_row=pl.col("source_row"),
     ).with_row_index("_row")
-    preference = ["_no_answer", "_source_rank", "source_row", "problem_id"]
-
-    # 1. exact: the preferred row of each problem_id; it inherits "has an answer" from any copy.
-    exact = (
-        frame.sort(["problem_id", *preference[:-1]])
-        .group_by("problem_id", maintain_order=True)
-        .agg(pl.all().first(), _copies=pl.len())
-        .sort(preference)
-        .select("problem_id", "_row", "_copies")
+    ordered = (
+        keyed.sort(["_no_answer", "_source_rank", "source_row", "_row"])
+        .select("_row", "_key", _distinct=pl.col("_key").is_first_distinct().cum_sum().cast(pl.Int64) - 1)
+        .select("_row", _distinct=pl.col("_distinct").first().over("_key"))      # the preferred row's number
     )
-    log(f"exact: {rows.height:,} rows -> {exact.height:,} distinct problems ({time.perf_counter() - t0:.1f}s)")
+    del keyed
+    distinct_of = np.empty(rows.height, dtype=np.int64)          # input row -> its distinct problem
+    distinct_of[ordered["_row"].to_numpy()] = ordered["_distinct"].to_numpy()
+    preferred = ordered.filter(pl.col("_distinct").is_first_distinct())["_row"].to_numpy().astype(np.int64)
+    del ordered
+    n_distinct = len(preferred)                                  # distinct problems, in preference order
+    if n_distinct != (n_ids := rows["problem_id"].n_unique()):
+        raise RuntimeError(f"exact: {n_distinct:,} problem_id hashes for {n_ids:,} distinct ids (a hash collision)")
+    copies = np.bincount(distinct_of, minlength=n_distinct)
+    log(f"exact: {rows.height:,} rows -> {n_distinct:,} distinct problems ({time.perf_counter() - t0:.1f}s)")
 
     # 2. near: MinHash LSH clusters over the distinct problems, in preference order, so that
     #    the first member of each cluster is its representative.
-    near = near_duplicates(rows["problem"], cfg, log, take=exact["_row"].to_numpy())
-    rep_index = near.labels          # the lowest, so the preferred, member of each cluster
-    sim_to_rep = pair_jaccard(near.signatures, np.arange(exact.height), rep_index, cfg.pair_chunk)
+    near = near_duplicates(rows["problem"], cfg, log, take=preferred)
+    rep, sim_to_rep = near.labels, near.similarity             # rep: the lowest, so the preferred, member
     near_stats = {"lsh_candidate_pairs": near.candidates, "confirmed_pairs": near.confirmed}
-    del near                         # the signatures: the largest array here
-    near_method = np.full(exact.height, "minhash", dtype=object)
+    del near
+    near_method = np.zeros(n_distinct, dtype=np.int8)            # index into METHODS[1:]: minhash or semantic
     if cfg.semantic:
-        rep_index, sim_to_rep, merged = semantic_merge(rows["problem"], exact["_row"].to_numpy(), rep_index, sim_to_rep, cfg, log)
-        near_method[merged] = "semantic"
+        rep, sim_to_rep, merged = semantic_merge(rows["problem"], preferred, rep, sim_to_rep, cfg, log)
+        near_method[merged] = 1
         near_stats["semantic_merged_problems"] = int(merged.sum())
-    exact_ids = exact["problem_id"].to_numpy()
-    exact = exact.with_columns(
-        cluster_id=pl.Series(exact_ids[rep_index], dtype=pl.Utf8),
-        _sim=pl.Series(sim_to_rep),
-        _near_method=pl.Series(near_method, dtype=pl.Utf8),
-    )
-    cluster_size = exact.group_by("cluster_id").agg(cluster_size=pl.col("_copies").sum().cast(pl.Int32))
+    size_of = np.bincount(rep, weights=copies, minlength=n_distinct).astype(np.int64)   # per representative
 
     # 3. every input row: kept if it is the preferred row of its cluster's representative
-    #    problem, else a duplicate.
-    assigned = frame.join(
-        exact.select("problem_id", "cluster_id", "_sim", "_near_method", _preferred_row="_row"), on="problem_id", how="left"
-    ).with_columns(
-        _kept=(pl.col("_row") == pl.col("_preferred_row")) & (pl.col("problem_id") == pl.col("cluster_id")),
-    )
-    kept = assigned.filter("_kept").join(cluster_size, on="cluster_id", how="left")
-    unique = (
-        pl.concat([kept, rows.select(pl.col("problem", "answer").gather(kept["_row"]))], how="horizontal")
-        .select(list(UNIQUE_COLUMNS))
-        .cast(UNIQUE_COLUMNS)
-        .sort(["cluster_id"])
-    )
-    del kept
-    duplicates = (
-        assigned.filter(~pl.col("_kept"))
-        .with_columns(
-            method=pl.when(pl.col("problem_id") == pl.col("cluster_id")).then(pl.lit("exact")).otherwise(pl.col("_near_method")),
-        )
-        .with_columns(similarity=pl.when(pl.col("method") == "exact").then(1.0).otherwise(pl.col("_sim")))
-        .select(list(DUPLICATE_COLUMNS))
-        .cast(DUPLICATE_COLUMNS)
-        .sort(["cluster_id", "source", "source_row"])
-    )
-    del assigned
+    #    problem, else a duplicate (exact when its problem is the representative's).
+    d = distinct_of
+    del distinct_of
+    row_rep = rep[d]
+    kept_mask = np.zeros(rows.height, dtype=bool)
+    kept_mask[preferred[rep == np.arange(n_distinct)]] = True
+    cluster_row = preferred[row_rep]                             # input row whose problem_id names the cluster
+    ids = rows["problem_id"]
+    kept_rows = np.flatnonzero(kept_mask)
+    kept_rows = kept_rows[ids.gather(kept_rows).arg_sort().to_numpy()]    # by cluster_id: their own problem_id
+    cluster_rank = np.empty(rows.height, dtype=np.int64)         # output position of each cluster, by kept row
+    cluster_rank[kept_rows] = np.arange(len(kept_rows))
+
+    def domain(at: np.ndarray) -> pl.Series:
+        return rows["domain"].gather(at) if "domain" in rows.columns else pl.repeat("math", len(at), eager=True)
+
+    unique = pl.DataFrame({
+        "problem_id": ids.gather(kept_rows),
+        "cluster_id": ids.gather(kept_rows),
+        "source": rows["source"].gather(kept_rows),
+        "source_row": rows["source_row"].gather(kept_rows),
+        "problem": rows["problem"].gather(kept_rows),
+        "answer": rows["answer"].gather(kept_rows),
+        "domain": domain(kept_rows),
+        "cluster_size": size_of[row_rep[kept_rows]],
+    }).cast(UNIQUE_COLUMNS)
+
+    dup_rows = np.flatnonzero(~kept_mask)
+    del kept_mask
+    dup_exact = rep[d[dup_rows]] == d[dup_rows]
+    source_lex = {s: i for i, s in enumerate(present.to_list())}
+    by_output = pl.DataFrame({
+        "cluster": cluster_rank[cluster_row[dup_rows]],
+        "source": rows["source"].gather(dup_rows).replace_strict(source_lex, return_dtype=pl.Int32),
+        "source_row": rows["source_row"].gather(dup_rows),
+    }).with_row_index("_i").sort(["cluster", "source", "source_row"])["_i"].to_numpy()
+    dup_rows, dup_exact = dup_rows[by_output], dup_exact[by_output]
+    del by_output
+    method = np.where(dup_exact, 0, 1 + near_method[d[dup_rows]])
+    duplicates = pl.DataFrame({
+        "problem_id": ids.gather(dup_rows),
+        "source": rows["source"].gather(dup_rows),
+        "source_row": rows["source_row"].gather(dup_rows),
+        "cluster_id": ids.gather(cluster_row[dup_rows]),
+        "domain": domain(dup_rows),
+        "method": pl.Series(METHODS).gather(method),
+        "similarity": np.where(dup_exact, 1.0, sim_to_rep[d[dup_rows]]),
+    }).cast(DUPLICATE_COLUMNS)
+    method_counts = np.bincount(method, minlength=len(METHODS))
+    del dup_rows, dup_exact, method
+
+    sizes = size_of[rep == np.arange(n_distinct)]
     cross = (
-        pl.concat([unique.select("cluster_id", "source"), duplicates.select("cluster_id", "source")])
-        .group_by("cluster_id").agg(n_sources=pl.col("source").n_unique())
+        pl.DataFrame({"cluster": cluster_row, "source": rows["source"].replace_strict(source_lex, return_dtype=pl.Int32)})
+        .group_by("cluster").agg(n_sources=pl.col("source").n_unique())
         .filter(pl.col("n_sources") > 1).height
     )
     stats = {
         "rows_in": rows.height,
-        "distinct_problems": exact.height,
+        "distinct_problems": n_distinct,
         "kept": unique.height,
-        "exact_duplicates": int((duplicates["method"] == "exact").sum()),
-        "minhash_duplicates": int((duplicates["method"] == "minhash").sum()),
-        "semantic_duplicates": int((duplicates["method"] == "semantic").sum()),
+        "exact_duplicates": int(method_counts[0]),
+        "minhash_duplicates": int(method_counts[1]),
+        "semantic_duplicates": int(method_counts[2]),
         **near_stats,
-        "clusters_with_duplicates": int((cluster_size["cluster_size"] > 1).sum()),
+        "clusters_with_duplicates": int((sizes > 1).sum()),
         "cross_source_clusters": cross,
-        "largest_cluster": int(cluster_size["cluster_size"].max() or 0),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     log(

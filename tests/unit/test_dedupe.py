@@ -8,16 +8,18 @@ from datasketch import MinHash, MinHashLSH
 from r1_assets.config import DedupeConfig, parse_config
 from r1_assets.dedupe import (
     MinHasher,
+    SignatureSpill,
     candidate_pairs,
     confirmed_pairs,
     connected_components,
     deduplicate,
     near_duplicates,
+    spill_root,
 )
 from r1_assets.sources import collect_source
 from r1_assets.text import problem_id, problem_key
 
-pytestmark = pytest.mark.usefixtures("r1_home")   # candidate pairs spill under $R1_HOME/tmp
+pytestmark = pytest.mark.usefixtures("r1_home")   # signatures and candidate pairs spill under $R1_HOME/tmp
 
 BASE = (
     "Let $f(x) = x^3 - 6x^2 + 11x - 6$. Find the sum of the squares of all real roots of $f$, "
@@ -86,7 +88,10 @@ def test_near_duplicates_agree_with_datasketch_lsh():
         (min(i, j), max(i, j)) for i, m in enumerate(sketches) for j in lsh.query(m)
         if i != j and sketches[i].jaccard(sketches[j]) >= cfg.threshold
     }
-    ours = {tuple(p) for pairs, _, _ in confirmed_pairs(near.signatures, cfg) for p in pairs.tolist()}
+    sig = hasher.signatures(pl.Series(texts))
+    with SignatureSpill(spill_root(cfg), len(sig), cfg) as spilled:
+        spilled.add(sig)
+        ours = {tuple(p) for pairs, _, _ in confirmed_pairs(spilled, cfg) for p in pairs.tolist()}
     assert ours == ref_pairs and near.confirmed == len(ref_pairs)
     assert np.bincount(near.labels[:60]).max() >= 55      # the edited copies cluster
     assert len(set(near.labels[60:].tolist())) == 40      # the unrelated ones do not
