@@ -265,9 +265,7 @@ def _summary(console: Console, r1, stage_seconds: dict[str, float], model_time: 
         for line in _funnel_lines(con, cfg):
             say(line)
         hits = con.execute(
-            # Hits the paraphrase judge rejected removed nothing.
-            "SELECT benchmark, method, count(DISTINCT problem_id) FROM contamination"
-            " WHERE judge_verdict IS DISTINCT FROM 'DIFFERENT' GROUP BY ALL ORDER BY ALL"
+            "SELECT benchmark, method, count(DISTINCT problem_id) FROM removing_contamination GROUP BY ALL ORDER BY ALL"
         ).fetchall()
         benchmarks = con.execute("SELECT benchmark, count(*) FROM benchmark_problems GROUP BY ALL ORDER BY ALL").fetchall()
     if benchmarks:

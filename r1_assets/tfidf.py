@@ -28,22 +28,22 @@ _WORD = r"\w+"
 _PRODUCT_ROWS = 8192
 
 
-def _term_weights(texts: pl.Series, idf: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, column, weight) of the L2-normalised sublinear-TF x IDF vectors of ``texts``
-    (unit IDF when ``idf`` is None)."""
+def _term_counts(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, count) of every distinct term of each of ``texts``."""
     words = pl.DataFrame({"w": texts.fill_null("").str.to_lowercase().str.extract_all(_WORD)}).with_row_index("r")
     tokens = words.explode("w").drop_nulls("w")
     bigrams = tokens.with_columns(pl.col("w") + " " + pl.col("w").shift(-1).over("r")).drop_nulls("w")
     terms = pl.concat([tokens, bigrams]).select(
         "r", col=(pl.col("w").hash(seed=0) % N_FEATURES).cast(pl.Int64)
     ).group_by("r", "col").agg(tf=pl.len())
-    rows = terms["r"].to_numpy().astype(np.int64)
-    cols = terms["col"].to_numpy()
-    weight = 1.0 + np.log(terms["tf"].to_numpy().astype(np.float64))
-    if idf is not None:
-        weight = weight * idf[cols]
-    norm = np.sqrt(np.bincount(rows, weights=weight * weight, minlength=len(texts)))
-    return rows, cols, (weight / np.maximum(norm[rows], 1e-12)).astype(np.float32)
+    return terms["r"].to_numpy().astype(np.int64), terms["col"].to_numpy(), terms["tf"].to_numpy()
+
+
+def _weights(rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, idf: np.ndarray, n_texts: int) -> np.ndarray:
+    """The L2-normalised sublinear-TF x IDF weight of each (row, column, count)."""
+    weight = (1.0 + np.log(counts.astype(np.float64))) * idf[cols]
+    norm = np.sqrt(np.bincount(rows, weights=weight * weight, minlength=n_texts))
+    return (weight / np.maximum(norm[rows], 1e-12)).astype(np.float32)
 
 
 @dataclass
@@ -56,14 +56,14 @@ class TfidfIndex:
 
     @classmethod
     def fit(cls, keys: pl.Series) -> TfidfIndex:
-        rows, cols, _ = _term_weights(keys, None)
+        rows, cols, counts = _term_counts(keys)
         df = np.bincount(cols, minlength=N_FEATURES)
         # scikit-learn's smoothed IDF: ln((1 + N) / (1 + df)) + 1
         idf = np.log((1.0 + len(keys)) / (1.0 + df)) + 1.0
         held = np.flatnonzero(df)
         compact = np.full(N_FEATURES, -1, dtype=np.int64)
         compact[held] = np.arange(len(held))
-        rows, cols, weight = _term_weights(keys, idf)
+        weight = _weights(rows, cols, counts, idf, len(keys))
         keys_t = sparse.csc_matrix((weight, (compact[cols], rows)), shape=(len(held), len(keys)))
         return cls(keys_t=keys_t, idf=idf, compact=compact)
 
@@ -71,7 +71,8 @@ class TfidfIndex:
         """Every (text, key) pair at TF-IDF cosine >= ``min_cosine``: (text rows, key rows, cosines)."""
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         if len(texts) and self.keys_t.shape[1]:
-            rows, cols, weight = _term_weights(texts, self.idf)
+            rows, cols, counts = _term_counts(texts)
+            weight = _weights(rows, cols, counts, self.idf, len(texts))
             # a term no key text holds is in the row's norm already and cannot add to a dot product
             shared = self.compact[cols] >= 0
             matrix = sparse.csr_matrix((weight[shared], (rows[shared], self.compact[cols[shared]])),

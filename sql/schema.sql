@@ -211,6 +211,11 @@ ALTER TABLE pass_rates ADD COLUMN IF NOT EXISTS verifier VARCHAR;
 ALTER TABLE verified_distillations ADD COLUMN IF NOT EXISTS domain VARCHAR DEFAULT 'math';
 ALTER TABLE verified_distillations ADD COLUMN IF NOT EXISTS verifier VARCHAR;
 
+-- The contamination rows that keep their problem out of clean_problems: all but those the
+-- paraphrase judge called DIFFERENT (r1_assets.decontamination.removes_problem, on frames).
+CREATE OR REPLACE VIEW removing_contamination AS
+SELECT * FROM contamination WHERE judge_verdict IS DISTINCT FROM 'DIFFERENT';
+
 -- What each clean problem is verified against, by domain: the answer, and from its raw row
 -- the tests (code), the choices (mcq) and the entry metadata (puzzle). pass_rates and
 -- verified_distillations both read it.

@@ -380,10 +380,8 @@ def _hit_examples(contamination: pl.DataFrame, unique: pl.DataFrame, members: pl
                 "(other than one the paraphrase judge called DIFFERENT), and every clean problem is a unique problem.")
 def clean_problems_exclude_contamination(r1: R1Resource) -> dg.AssetCheckResult:
     store = r1.store()
-    # A hit the paraphrase judge rejected (judge_verdict DIFFERENT) removes nothing.
     leaked = store.scalar("SELECT count(*) FROM clean_problems WHERE problem_id IN "
-                          "(SELECT problem_id FROM contamination WHERE judge_verdict IS DISTINCT FROM $rejected)",
-                          {"rejected": REJECTED})
+                          "(SELECT problem_id FROM removing_contamination)")
     strays = store.scalar("SELECT count(*) FROM clean_problems WHERE problem_id NOT IN (SELECT problem_id FROM unique_problems)")
     return dg.AssetCheckResult(passed=leaked == 0 and strays == 0,
                                metadata={"contaminated_rows_in_clean": leaked, "rows_not_in_unique": strays})
