@@ -10,7 +10,9 @@ worker PROCESSES and returns the ``VerifyResult`` of each, in input order. It ne
   (they would die forever).
 
 Workers fork from a forkserver that preloaded ``preload`` (math-verify and sympy for math), so a
-replacement starts in milliseconds and a threaded parent (Dagster) is never forked.
+replacement starts in milliseconds and a threaded parent (Dagster) is never forked. A process
+has one forkserver, preloaded by the first batch's verifier only, so what a handler must not
+import on a sample's deadline belongs in its ``warmup`` (run before a worker announces it is ready).
 """
 
 from __future__ import annotations

@@ -49,6 +49,15 @@ def _dataset(task: str):
     return _DATASETS[task]
 
 
+def warm_up() -> None:
+    """Import reasoning-gym in a worker before it takes tasks (about 5 s on a laptop core).
+
+    The forkserver's preload is not enough: a process has one forkserver, preloaded by
+    whichever verifier ran first, so after a math batch puzzle workers fork without
+    reasoning-gym, and its import would count against a sample's deadline."""
+    import reasoning_gym  # noqa: F401
+
+
 def verify_one(answer_text: str, problem: str, reference: str | None, metadata: str | None, *,
                min_score: float = 1.0, timeout_s: int = 5) -> VerifyResult:
     """Verdict of one puzzle sample (call on a process's main thread: the timeout is an alarm)."""
@@ -95,6 +104,6 @@ def verify_batch(items: list[tuple[str, str, str | None, str | None]], *, min_sc
     return run_pool(
         items, "r1_assets.verification.puzzle:verify_one", hard_limit_s=timeout_s + KILL_MARGIN_S,
         handler_kwargs={"min_score": min_score, "timeout_s": timeout_s},
-        preload=["r1_assets.verification.puzzle", "reasoning_gym"], workers=workers, progress=progress,
+        warmup="r1_assets.verification.puzzle:warm_up", preload=["r1_assets.verification.puzzle", "reasoning_gym"], workers=workers, progress=progress,
         what="puzzle verification",
     )

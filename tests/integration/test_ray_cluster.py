@@ -87,7 +87,8 @@ class RayCluster:
                              "--temp-dir", self.temp_dir], env)
 
     def start_worker(self) -> None:
-        self._start(f"worker{len(self.procs)}", [
+        self.worker = f"worker{len(self.procs)}"
+        self._start(self.worker, [
             "--address", self.gcs, "--num-cpus", "2", "--resources", json.dumps({"shard_worker": len(SHARDS)})], self.env)
 
     def client(self, timeout_s: float = 300):
@@ -111,9 +112,16 @@ class RayCluster:
         return [{"node_id": n.node_id, "resources_total": n.resources_total or {}}
                 for n in list_nodes(address=self.address, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)]
 
-    def wait_for_nodes(self, n: int, timeout_s: float = 180) -> list[dict]:
-        deadline = time.monotonic() + timeout_s
+    def wait_for_nodes(self, n: int, timeout_s: float = 240) -> list[dict]:
+        """The alive nodes once there are ``n``. A worker whose ``ray start`` gave up is started
+        again (twice at most): Ray gives a raylet a fixed 30 s to register with the GCS, which a
+        loaded 2-core machine can miss; a cluster manager would start the node again too."""
+        deadline, restarts = time.monotonic() + timeout_s, 0
         while time.monotonic() < deadline:
+            if self.procs[self.worker].poll() is not None and restarts < 2:
+                restarts += 1
+                self.kill(self.worker)  # what it left running, which could still register late
+                self.start_worker()
             try:
                 nodes = self.alive_nodes()
                 if len(nodes) == n:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from r1_assets.config import VerificationConfig, parse_config
 from r1_assets.sources import collect_source
 from r1_assets.verification import Sample, verify_samples
 from r1_assets.verification.puzzle import extract_answer
+from tests.paths import REPO_ROOT
 
 
 def _rows(task, size=6):
@@ -58,3 +65,29 @@ def test_extract_answer():
     assert extract_answer("so \\boxed{7}.") == "7"
     assert extract_answer("  plain  ") == "plain"
     assert extract_answer("") is None
+
+
+def test_puzzle_workers_import_reasoning_gym_before_their_first_sample(tmp_path):
+    # A process has one forkserver, preloaded by whichever verifier ran first: after a code
+    # batch, puzzle workers fork without reasoning-gym (a ~5 s import on a laptop core). With a
+    # 1 s budget (a 4 s kill) the import must happen before a worker takes a sample.
+    # In a fresh interpreter, so that a forkserver of earlier tests cannot hide it.
+    script = tmp_path / "order.py"
+    script.write_text(textwrap.dedent("""
+        import json
+        from r1_assets.config import VerificationConfig
+        from r1_assets.verification import Sample, verify_samples
+        from r1_assets.verification.code import verify_batch
+
+        if __name__ == "__main__":
+            assert verify_batch([("no code here", None)], sandbox="none", workers=1)[0].verdict != "error"
+            meta = json.dumps({"source_dataset": "basic_arithmetic"})
+            samples = [Sample("puzzle", "<answer>4</answer>", f"p{i}", 0, problem="2+2?", answer="4",
+                              metadata=meta) for i in range(2)]
+            config = VerificationConfig(workers=2, timeout_s=1)
+            print(json.dumps([r.verdict for r in verify_samples(samples, config, lenient=False)]))
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["correct", "correct"], out.stderr[-3000:]
