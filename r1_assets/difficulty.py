@@ -30,7 +30,13 @@ import polars as pl
 
 from r1_assets.config import VerificationConfig
 from r1_assets.storage import Store
-from r1_assets.verification import reference_missing, sample_from_row, verifier_name, verify_samples
+from r1_assets.verification import (
+    reference_missing,
+    sample_from_row,
+    start_worker_server,
+    verifier_name,
+    verify_samples,
+)
 
 SHARD_PREFIX = "shard-"
 PURPOSE = "pass_rate"
@@ -227,10 +233,12 @@ def materialize_shard(store: Store, cfg, shard: str, engine, run_id: str, log=No
     if problems.is_empty():
         raise ValueError(f"shard {shard} has no clean problems (clean_problems re-materialized without them?)")
     say(f"{shard}: {problems.height} problems x {dcfg.sampling.n} samples from '{dcfg.model}' ({model_cfg.name})")
+    # The verifiers' imports (seconds) run while the samples they will score are generated.
+    start_worker_server(problems["domain"].fill_null("math").unique().to_list())
     stats = run_generation(store, engine, PURPOSE, problems, dcfg.sampling, dcfg.prompt_templates,
                            shard=shard, run_id=run_id, log=say)
     samples = load_generations(store, PURPOSE, model_cfg.name, stats.params_hash, problems["problem_id"])
-    say(f"{shard}: scoring {samples.height} samples with math-verify")
+    say(f"{shard}: scoring {samples.height} samples, each with its domain's verifier")
     rates = score_pass_rates(
         problems, samples, model=model_cfg.name, params_hash=stats.params_hash, k=dcfg.sampling.n,
         shard=shard, run_id=run_id, verification=cfg.verification, lenient=dcfg.lenient_extraction,

@@ -30,14 +30,14 @@ from r1_assets.config import VerificationConfig
 from r1_assets.verification import code, math, mcq, puzzle
 from r1_assets.verification.format import answer_text, split_reasoning
 from r1_assets.verification.math import reference_alternatives, reference_answer, verify_batch, verify_one
-from r1_assets.verification.pool import default_workers
+from r1_assets.verification.pool import default_workers, start_server
 from r1_assets.verification.result import VERDICTS, Verdict, VerifyResult
 
 __all__ = [
     "VERDICTS", "Sample", "Verdict", "VerifyResult", "default_workers", "has_reference", "reference_alternatives",
     "reference_answer",
     "reference_missing",
-    "sample_text", "verifier_name", "verify_batch", "verify_one", "verify_samples",
+    "sample_text", "start_worker_server", "verifier_name", "verify_batch", "verify_one", "verify_samples",
 ]
 
 UNSANDBOXED_WARNING = (
@@ -143,6 +143,21 @@ def _by_domain(domain: str, samples: Sequence[Sample], vcfg: VerificationConfig,
     raise ValueError(f"unknown domain {domain!r}")
 
 
+# What each pooled verifier's workers import (mcq needs no pool).
+_PRELOADS = {"math": math.PRELOAD, "puzzle": puzzle.PRELOAD, "code": code.PRELOAD}
+
+
+def start_worker_server(domains: Sequence[str]) -> None:
+    """Start the verifiers' worker server now, importing what ``domains``' verifiers need, and
+    return at once: a caller about to generate the samples it will score overlaps the two.
+
+    A process has one server and its imports are fixed when it starts, so it must start with
+    every domain a batch holds (else the later verifiers' workers import on their own)."""
+    preload = [m for d in ("math", "puzzle", "code") if d in domains for m in _PRELOADS[d]]
+    if preload:
+        start_server(preload)
+
+
 def verify_samples(samples: Sequence[Sample], vcfg: VerificationConfig, *, lenient: bool,
                    progress: Callable[[int, int], None] | None = None) -> list[VerifyResult]:
     """One verdict per sample, in input order, each from its domain's verifier.
@@ -157,6 +172,7 @@ def verify_samples(samples: Sequence[Sample], vcfg: VerificationConfig, *, lenie
             groups.setdefault(s.domain or "math", []).append(i)
         else:
             results[i] = VerifyResult("unparseable_reference", None, detail="no reference answer", method="none")
+    start_worker_server(list(groups))
     for domain, idxs in groups.items():
         name = verifier_name(domain, vcfg)
         for i, res in zip(idxs, _by_domain(domain, [samples[i] for i in idxs], vcfg, lenient, progress)):

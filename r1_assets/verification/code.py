@@ -44,6 +44,7 @@ VERSION = "code@1"
 # Seconds the pool waits beyond the wall timeout before it kills a worker (the worker kills
 # the sandbox at the wall timeout itself; this is for a worker that is stuck).
 KILL_MARGIN_S = 10.0
+PRELOAD = ("r1_assets.verification.code",)
 STDERR_TAIL_CHARS = 600
 # System folders the sandbox sees, read-only (those that exist on the host).
 SYSTEM_DIRS = ("/usr", "/etc", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
@@ -356,5 +357,5 @@ def verify_batch(pairs: list[tuple[str, str | None]], *, limits: SandboxLimits =
     return run_pool(
         tasks, "r1_assets.verification.code:verify_one", hard_limit_s=limits.wall_timeout_s + KILL_MARGIN_S,
         handler_kwargs={"limits": limits, "sandbox": sandbox, "python": python},
-        preload=["r1_assets.verification.code"], workers=workers, progress=progress, what="code verification",
+        preload=PRELOAD, workers=workers, progress=progress, what="code verification",
     )

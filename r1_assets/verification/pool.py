@@ -74,6 +74,18 @@ def _context(preload: Sequence[str]):
     return ctx
 
 
+def start_server(preload: Sequence[str]) -> None:
+    """Start the forkserver the workers fork from, importing ``preload``, and return at once.
+
+    The imports run in the server (sympy, math-verify and reasoning-gym: ~6 s of a laptop core),
+    beside whatever the caller does next, such as generating the samples it will score. A
+    server already running is kept (its preload is fixed when it starts)."""
+    from multiprocessing import forkserver
+
+    _context(preload)
+    forkserver.ensure_running()
+
+
 class _Worker:
     def __init__(self, ctx, handler_ref: str, warmup_ref: str | None, handler_kwargs: dict):
         self.conn, child = ctx.Pipe()
@@ -104,7 +116,7 @@ def run_pool(
     hard_limit_s: float,
     handler_kwargs: dict | None = None,
     warmup: str | None = None,
-    preload: Sequence[str] = (),
+    preload: Sequence[str] = (),  # what the server imports if this batch starts it
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     what: str = "verification",

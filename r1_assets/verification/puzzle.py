@@ -20,6 +20,7 @@ from r1_assets.verification.result import VerifyResult
 
 VERSION = "puzzle@1"
 KILL_MARGIN_S = 3.0
+PRELOAD = ("r1_assets.verification.puzzle", "reasoning_gym")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _DATASETS: dict[str, object] = {}
 
@@ -104,6 +105,6 @@ def verify_batch(items: list[tuple[str, str, str | None, str | None]], *, min_sc
     return run_pool(
         items, "r1_assets.verification.puzzle:verify_one", hard_limit_s=timeout_s + KILL_MARGIN_S,
         handler_kwargs={"min_score": min_score, "timeout_s": timeout_s},
-        warmup="r1_assets.verification.puzzle:warm_up", preload=["r1_assets.verification.puzzle", "reasoning_gym"], workers=workers, progress=progress,
+        warmup="r1_assets.verification.puzzle:warm_up", preload=PRELOAD, workers=workers, progress=progress,
         what="puzzle verification",
     )

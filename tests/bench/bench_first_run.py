@@ -104,8 +104,10 @@ def run(args) -> dict:
             report["warmup_s"] = round(time.monotonic() - t0 - engine.load_seconds, 1)
             engine.llm.reset_prefix_cache()
             t0, tokens = time.monotonic(), 0
-            for shard in shards:
-                tokens += difficulty.materialize_shard(store, cfg, shard, engine, "bench").stats.generated_tokens
+            for shard in shards:  # the phases' start times, so a gap names its phase
+                tokens += difficulty.materialize_shard(store, cfg, shard, engine, "bench",
+                                                       log=lambda m: print(f"  +{time.monotonic() - t0:.1f}s {m}",
+                                                                           flush=True)).stats.generated_tokens
             asset_s = time.monotonic() - t0
             dcfg = cfg.difficulty
             report["pass_rates"] = side_by_side("pass_rates", tokens, asset_s,
