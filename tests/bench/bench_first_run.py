@@ -10,7 +10,8 @@ its first ``--problems`` clean problems, with one loaded engine for everything (
    with DuckDB checkpoints, math-verify scoring, partition write), then raw ``LLM.chat`` on the
    same prompts with the same per-sample seeds;
 2. distillations: ``distillation.materialize_distillations`` per shard, then raw ``LLM.chat``.
-The r1-curator side runs first; the prefix cache is emptied before each side, so neither
+The verifiers' worker server starts before the model loads, as in the pipeline (where the
+load is lazy, inside the first shard's generation). The r1-curator side runs first; the prefix cache is emptied before each side, so neither
 reuses the other's prefills (the prompts are the same). Ratio: generated
 tokens per second of wall time, target >= 0.9. The model load is measured apart.
 """
@@ -40,6 +41,7 @@ from r1_assets.prompts import render_sample_prompt
 from r1_assets.small_model import convert_gguf, small_model_dir
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
+from r1_assets.verification import start_worker_server
 
 
 def write_problems(store: Store, cfg, n: int) -> pl.DataFrame:
@@ -97,6 +99,10 @@ def run(args) -> dict:
         small_model_dir(store.home).symlink_to(model_dir, target_is_directory=True)
         problems = write_problems(store, cfg, args.problems)
         shards, _ = difficulty.sync_shards(store, cfg.difficulty.shard_size)
+        # In the pipeline the verifiers' worker server starts (materialize_shard) before the
+        # engine's lazy load, so its imports overlap the load; here the load is done up front,
+        # so the server starts first as well, or its imports would compete with the generation.
+        start_worker_server(problems["domain"].fill_null("math").unique().to_list())
         with open_engine(cfg.model(cfg.difficulty.model), store.home) as engine:
             t0 = time.monotonic()
             engine.llm.chat([[{"role": "user", "content": "Say hi."}]] * 8, use_tqdm=False)  # load + warm-up

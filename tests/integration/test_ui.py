@@ -312,4 +312,7 @@ def test_daemon_ticks_the_source_file_sensor_on_new_and_changed_files(tmp_path, 
 
     tags = [{"key": "r1/trigger", "value": "source_file_sensor"}]
     runs = _graphql(base, SENSOR_RUNS, {"tags": tags})["runsOrError"]["results"]
-    assert runs and all(r["status"] in ("SUCCESS", "STARTED", "STARTING", "QUEUED") for r in runs), runs
+    # None failed or was canceled. The backfill may have just created its next run (the steps
+    # after raw_problems) when raw_problems reached the expected counts: NOT_STARTED is that
+    # moment, before the run is queued (CI, 2026-12-03).
+    assert runs and not [r for r in runs if r["status"] in ("FAILURE", "CANCELING", "CANCELED")], runs
