@@ -218,7 +218,7 @@ def _funnel_lines(con, cfg) -> list[str]:
     # A config without the difficulty model (curation only) has no pass-rate bands to show.
     model = cfg.models.get(cfg.difficulty.model)
     rates = con.execute(
-        "SELECT c.source, p.pass_rate, p.reference_status FROM clean_problems c "
+        "SELECT c.source, coalesce(c.domain, 'math') AS domain, p.pass_rate, p.reference_status FROM clean_problems c "
         "JOIN pass_rates p USING (problem_id) WHERE p.model = $model", {"model": model.name if model else None},
     ).pl()
     bands = list(band_counts(rates.head(0), edges))
@@ -226,8 +226,15 @@ def _funnel_lines(con, cfg) -> list[str]:
     head = ["source", "raw", "unique", "clean", *band_heads, "verified", "stage1", "stage2"]
     table = []
     for source in funnel["source"].unique(maintain_order=True).to_list():
-        got = dict(funnel.filter(pl.col("source") == source).select("stage", "problems").iter_rows())
-        in_source = rates if source == "(all)" else rates.filter(pl.col("source") == source)
+        rows = funnel.filter(pl.col("source") == source)
+        got = dict(rows.select("stage", "problems").iter_rows())
+        # A domain's total row ("(all math)") counts the bands of that domain's problems.
+        if source == "(all)":
+            in_source = rates
+        elif source.startswith("(all "):
+            in_source = rates.filter(pl.col("domain") == rows["domain"][0])
+        else:
+            in_source = rates.filter(pl.col("source") == source)
         per_band = band_counts(in_source, edges)
         table.append([source, *[got.get(s, 0) for s in FUNNEL_STAGES[:3]], *[per_band[b] for b in bands],
                       *[got.get(s, 0) for s in FUNNEL_STAGES[3:]]])

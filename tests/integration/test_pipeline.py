@@ -75,6 +75,11 @@ def test_main_job_runs_the_whole_chain(r1_home, write_config, converted_small_mo
     # One model load for both model stages and all their shards (keep_engines_open).
     assert out.count("model loaded in") == 1, out
     assert "time per stage:" in out and "UI:" in out and "stage1" in out
+    # The funnel's domain total counts that domain's pass-rate bands: every problem here is
+    # math, so "(all math)" is the "(all)" row, bands included.
+    funnel = {line.split(")")[0].strip() + ")": line.split(")", 1)[1].split() for line in lines
+              if line.strip().startswith("(all")}
+    assert funnel["(all math)"] == funnel["(all)"], funnel
 
     counts = _counts(r1_home)
     with open_data(r1_home) as con:
