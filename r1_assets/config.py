@@ -215,9 +215,13 @@ class DecontaminationConfig(_Section):
     # positive integers $n$"), since a copied problem is one problem (and its few near-copies),
     # not dozens. On the shared pools the top phrases were shared by 30-150 problems, while the
     # largest near-duplicate cluster holds 14 rows. 0 = count every n-gram. (ngram_rule: scaled)
-    # 5 is the best of 5/8/25 on the labelled set (docs/benchmarks.md): MATH's templates ("find
-    # the curve defined by the equation", "arrange the letters of the word") recur in 5-20 rows.
-    ngram_boilerplate_pool_rows: int = Field(default=5, ge=0)
+    # Problems are told apart by the numbers they carry (decontamination.number_signatures), so
+    # the copies of one problem across pools count once and the exercises of one template ("Convert
+    # the point $(0,3)$ ... to polar coordinates", "Determine if the graph of the equation below
+    # is a parabola, ...") count one each. 3 such problems is the best of 2-5 on the labelled set
+    # (docs/benchmarks.md, 2026-12-03): precision 0.888 -> 0.931 at recall 0.888 -> 0.879
+    # against 5 pool rows counted one per row; 2 loses a third of the number-changed copies.
+    ngram_boilerplate_pool_rows: int = Field(default=3, ge=0)
     # When a (pool, benchmark) pair is an n-gram hit:
     # - scaled: its evidence scales with the text. The pair shares at least ngram_min_share of
     #   the benchmark row's evidence n-grams (its distinct n-grams less both boilerplate lists),

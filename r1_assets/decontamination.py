@@ -97,6 +97,23 @@ def digit_stripped_keys(texts: pl.Series) -> pl.Series:
     return texts.str.to_lowercase().str.replace_all(r"\d+(?:\.\d+)?", "#").str.replace_all(r"[\s{}]+", "")
 
 
+_NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                 "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+                 "hundred thousand million half third quarter").split()
+_NUMBER = r"\d+(?:\.\d+)?|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b"
+
+
+def number_signatures(texts: pl.Series) -> pl.Series:
+    """Which problem a row states, as far as the boilerplate count needs: the hash of the numbers
+    in its comparison text, in order. Copies of one problem (a pool holding it twice, DAPO's
+    reformatted copy with an appended instruction) carry the same numbers; the exercises of a
+    template ("Convert the point $(0,3)$ ... to polar coordinates") carry others. Numbers count
+    as digits or as English number words ("twelve more green marbles"); a row with neither is
+    known by its whole text."""
+    numbers = pl.col("t").str.extract_all(_NUMBER).list.join(",")
+    return pl.DataFrame({"t": texts}).select(pl.when(numbers == "").then(pl.col("t")).otherwise(numbers).hash(seed=0))["t"]
+
+
 def _letter_counts(keys: pl.Series) -> pl.Series:
     return keys.str.count_matches(r"[^\W\d_#]")
 
@@ -205,13 +222,16 @@ def _member(sorted_unique: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 # -- matching one chunk ------------------------------------------------------------------
-def _ngram_pairs(index: BenchmarkIndex, words: pl.Series, n: int, row_offset: int) -> tuple[pl.DataFrame, np.ndarray]:
-    """(every shared n-gram occurrence: _row, _bench, _hash, _pos; per-row word counts)."""
+def _ngram_pairs(index: BenchmarkIndex, words: pl.Series, variants: np.ndarray, n: int,
+                 row_offset: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """(every shared n-gram occurrence: _row, _bench, _hash, _pos, and _variant, the pool row's
+    ``number_signatures`` value, by which the pool boilerplate is counted; per-row word counts)."""
     n_words, n_win, hashes = word_ngram_hashes(words, n)
     hit = _member(index.ngram_unique, hashes)
     if not hit.any():
         return pl.DataFrame(schema=_NGRAM_PAIR_SCHEMA), n_words
-    rows = np.repeat(np.arange(len(n_win), dtype=np.int64), n_win)[hit] + row_offset
+    local = np.repeat(np.arange(len(n_win), dtype=np.int64), n_win)[hit]
+    rows = local + row_offset
     hashes = hashes[hit]
     # Every benchmark row holding each shared n-gram: the range of equal hashes in the index.
     lo = np.searchsorted(index.ngram_hashes, hashes, side="left")
@@ -223,10 +243,11 @@ def _ngram_pairs(index: BenchmarkIndex, words: pl.Series, n: int, row_offset: in
         "_bench": index.ngram_rows[pos],
         "_hash": pl.Series(np.repeat(hashes, reps), dtype=pl.UInt64),
         "_pos": pos,
+        "_variant": np.repeat(variants[local], reps),
     }, schema=_NGRAM_PAIR_SCHEMA), n_words
 
 
-_NGRAM_PAIR_SCHEMA = {"_row": pl.Int64, "_bench": pl.Int64, "_hash": pl.UInt64, "_pos": pl.Int64}
+_NGRAM_PAIR_SCHEMA = {"_row": pl.Int64, "_bench": pl.Int64, "_hash": pl.UInt64, "_pos": pl.Int64, "_variant": pl.UInt64}
 
 
 def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: DecontaminationConfig) -> tuple[pl.DataFrame, list[str]]:
@@ -235,7 +256,8 @@ def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: Decontamination
     ``score`` is the share of the benchmark row's evidence n-grams (its distinct n-grams less the
     boilerplate) that the pool row holds: 1.0 for a copy whatever its length.
     - ``ngram_rule: scaled`` (default): n-grams shared by ``ngram_boilerplate_pool_rows`` or more
-      distinct pool problems are phrasing, not copies, and are left out first (returned for the
+      distinct pool problems (rows with other numbers: ``number_signatures``) are phrasing, not
+      copies, and are left out first (returned for the
       report, and taken out of the benchmark row's count too); a pair is a hit when its score
       reaches ``ngram_min_share`` or it shares at least ``ngram_min_shared`` evidence n-grams;
     - ``ngram_rule: any`` (Open-R1): one shared n-gram is a hit, every n-gram counts.
@@ -245,7 +267,7 @@ def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: Decontamination
     bench_count = index.ngram_count
     scaled = cfg.ngram_rule == "scaled"
     if scaled and cfg.ngram_boilerplate_pool_rows and pairs.height:
-        per_hash = pairs.group_by("_hash").agg(n=pl.col("_row").n_unique(), _pos=pl.col("_pos").first())
+        per_hash = pairs.group_by("_hash").agg(n=pl.col("_variant").n_unique(), _pos=pl.col("_pos").first())
         common = per_hash.filter(pl.col("n") >= cfg.ngram_boilerplate_pool_rows)
         if common.height:
             frequent = sorted({index.ngram_text[p] for p in common["_pos"].to_list()})
@@ -442,7 +464,7 @@ def decontaminate(
         parts: list[pl.DataFrame] = []
         if "ngram" in cfg.methods:
             words = word_lists(texts)
-            pairs, n_words = _ngram_pairs(index, words, cfg.ngram, lo)
+            pairs, n_words = _ngram_pairs(index, words, number_signatures(texts).to_numpy(), cfg.ngram, lo)
             ngram_pairs.append(pairs)
             parts.append(_short_hits(index, words, n_words, cfg.ngram).with_columns(method=pl.lit("exact_short")))
         if "digit_stripped" in cfg.methods:

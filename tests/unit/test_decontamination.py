@@ -121,6 +121,23 @@ def test_boilerplate_ngrams_are_not_evidence():
     assert decontaminate(pool, bench, exact_open_r1, DedupeConfig()).hits.height == 3
 
 
+def test_pool_boilerplate_counts_problems_by_their_numbers_so_copies_count_once():
+    polar = ("Convert the point ${}$ in rectangular coordinates to polar coordinates. Enter your answer in the "
+             "form $(r,\\theta),$ where $r > 0$ and $0 \\le \\theta < 2 \\pi.$")
+    train = ("A train travels {} miles in {} hours. At the same rate, how many additional hours would it take "
+             "to travel an additional {} miles?")
+    bench = _bench([("math", polar.format("(0,3)")), ("math", train.format(360, 3, 240))])
+    # Three exercises of the template, each with its own point: the instruction is phrasing.
+    exercises = [polar.format(p) for p in ["(-2,-2)", "(6,2 \\sqrt{3})", "(1,1)"]]
+    # One number-changed copy of the train problem held three times (three pools, one of them
+    # DAPO-style with an answer-format sentence appended): still one problem.
+    copy = train.format(300, 5, 120)
+    copies = [copy, copy + " Please put the final answer in a box.", "Question: " + copy]
+    hits = decontaminate(_pool(exercises + copies), bench, DecontaminationConfig(methods=["ngram"]), DedupeConfig()).hits
+    assert all(_methods(hits, t) == set() for t in exercises), hits
+    assert all(_methods(hits, t) == {"ngram"} for t in copies), hits
+
+
 def test_strip_phrases_remove_harness_instructions():
     instr = "Please reason step by step, and put your final answer within \\boxed{}."
     pool = _pool([f"Let x be a number. {instr}"])
@@ -279,8 +296,10 @@ def _digits(text: str) -> str:
 def test_math_train_near_copies_of_math500_with_numbers_changed(shared_hits):
     h = shared_hits[0].filter(pl.col("source") == "math_train", pl.col("benchmark") == "math500")
     # Open-R1's any-8-gram rule flagged > 300; most were MATH exercise templates sharing stock
-    # phrasing (tests/data/decontamination_labels.jsonl), which the scaled rule leaves alone.
-    assert h["problem_id"].n_unique() > 40
+    # phrasing (tests/data/decontamination_labels.jsonl), which the scaled rule leaves alone
+    # (32 since the pool boilerplate counts problems by their numbers, 2026-12-03: the 10 more
+    # flagged before were "Convert the point ... to polar coordinates" and other exercises).
+    assert h["problem_id"].n_unique() >= 30
     changed = h.filter(pl.col("method") == "digit_stripped").filter(
         pl.struct("pool_problem", "benchmark_problem").map_elements(
             lambda r: _digits(r["pool_problem"]) != _digits(r["benchmark_problem"]), return_dtype=pl.Boolean))
@@ -366,7 +385,10 @@ def test_dagster_clean_problems_and_failing_benchmark(shared_data, r1_home, writ
         hits = dict(q("SELECT benchmark, count(DISTINCT problem_id) FROM contamination GROUP BY 1"))
         # Real copies only at the precision defaults (Open-R1's any-8-gram rule flagged >100 here);
         # the AMC 2023 copies in DAPO lie past its first 3,000 rows.
-        assert hits["math500"] >= 12      # 13 measured
+        # 9 measured (13 before the pool boilerplate counted problems by their numbers: the 4
+        # more were "Determine the number of ways to arrange the letters of the word RADII"
+        # and two more words, and "In the equation $|x-7| -3 = -2$, what is the product ...").
+        assert hits["math500"] >= 8
         clean = q("SELECT count(*) FROM clean_problems")[0][0]
         flagged = q("SELECT count(DISTINCT problem_id) FROM contamination")[0][0]
         assert clean == unique - flagged

@@ -78,18 +78,18 @@ def test_labelled_set_is_large_and_covers_every_category():
 
 
 def test_defaults_precision_and_recall(run):
-    # Measured at the defaults: precision 0.888, recall 0.888 (docs/benchmarks.md; tuning half
-    # 0.909/0.909, held-out half 0.865/0.865). The targets (precision 0.95; recall 0.98 on
-    # reformatted, 0.85 on paraphrases) are not all met: the remaining false hits are MATH
-    # exercise templates with other numbers, which the labelling rule itself splits between
-    # clean_template and changed_numbers; the misses are AIME 2025 paraphrases and reworded copies.
+    # Measured at the defaults: precision 0.931, recall 0.879 (docs/benchmarks.md, 2026-12-03;
+    # tuning half 0.942/0.891, held-out half 0.918/0.865). The targets (precision 0.95;
+    # recall 0.98 on reformatted, 0.85 on paraphrases and changed numbers) are not all met: the
+    # 7 false hits left are MATH exercises differing in one expression, the misses AIME 2025
+    # paraphrases and reworded copies.
     result = score(*run, DecontaminationConfig())
     assert result["pairs"] == load_labels(str(LABELS)).height      # every labelled text is in the run
     cats = result["per_category"]
-    assert result["precision"] >= 0.87 and result["recall"] >= 0.87, result
+    assert result["precision"] >= 0.92 and result["recall"] >= 0.87, result
     assert cats["verbatim"]["recall"] == 1.0 and cats["reformatted"]["recall"] >= 0.88, cats
-    assert cats["changed_numbers"]["recall"] >= 0.8 and cats["paraphrase"]["recall"] >= 0.8, cats
-    assert cats["clean_template"]["false_positive_rate"] <= 0.035, cats
+    assert cats["changed_numbers"]["recall"] >= 0.75 and cats["paraphrase"]["recall"] >= 0.8, cats
+    assert cats["clean_template"]["false_positive_rate"] <= 0.02, cats
 
 
 def test_open_r1_rule_is_kept_but_imprecise(run):
@@ -99,8 +99,8 @@ def test_open_r1_rule_is_kept_but_imprecise(run):
 
 
 @pytest.mark.parametrize("method, min_precision, min_recall", [
-    # measured: ngram 0.885 / 0.794, digit_stripped 0.970 / 0.299, minhash 0.981 / 0.477
-    ("ngram", 0.86, 0.77),
+    # measured: ngram 0.933 / 0.776, digit_stripped 0.970 / 0.299, minhash 0.981 / 0.477
+    ("ngram", 0.91, 0.75),
     ("digit_stripped", 0.93, 0.28),
     ("minhash", 0.95, 0.45),
 ])
