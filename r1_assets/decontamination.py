@@ -85,6 +85,10 @@ def word_ngram_hashes(words: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray,
     return counts, n_win, hashes
 
 
+# A number as digits (with a decimal part): what digit_stripped masks and number_signatures reads.
+_DIGITS = r"\d+(?:\.\d+)?"
+
+
 def digit_stripped_keys(texts: pl.Series) -> pl.Series:
     """The number-changed key: every number masked as ``#``, whitespace and LaTeX braces removed,
     all else kept.
@@ -94,13 +98,13 @@ def digit_stripped_keys(texts: pl.Series) -> pl.Series:
     merely the same instruction around another expression ("rotation ... applied to $-6-3i$" /
     "... to $7+2i$").
     """
-    return texts.str.to_lowercase().str.replace_all(r"\d+(?:\.\d+)?", "#").str.replace_all(r"[\s{}]+", "")
+    return texts.str.to_lowercase().str.replace_all(_DIGITS, "#").str.replace_all(r"[\s{}]+", "")
 
 
 _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
                  "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
                  "hundred thousand million half third quarter").split()
-_NUMBER = r"\d+(?:\.\d+)?|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b"
+_NUMBER = _DIGITS + r"|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b"
 
 
 def number_signatures(texts: pl.Series) -> pl.Series:

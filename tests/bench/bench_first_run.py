@@ -11,9 +11,10 @@ its first ``--problems`` clean problems, with one loaded engine for everything (
    same prompts with the same per-sample seeds;
 2. distillations: ``distillation.materialize_distillations`` per shard, then raw ``LLM.chat``.
 The verifiers' worker server starts before the model loads, as in the pipeline (where the
-load is lazy, inside the first shard's generation). The r1-curator side runs first; the prefix cache is emptied before each side, so neither
-reuses the other's prefills (the prompts are the same). Ratio: generated
-tokens per second of wall time, target >= 0.9. The model load is measured apart.
+load is lazy, inside the first shard's generation). The r1-curator side runs first; the prefix
+cache is emptied before each side, so neither reuses the other's prefills (the prompts are the
+same). Ratio: generated tokens per second of wall time, target >= 0.9. The model load is
+measured apart.
 """
 
 from __future__ import annotations
