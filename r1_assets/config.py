@@ -186,11 +186,15 @@ class DecontaminationConfig(_Section):
     #   operators must agree; Light-R1 kept letters only);
     # - minhash: estimated Jaccard of the dedupe shingles (dedupe.shingle_size/num_perm/seed)
     #   at or above minhash_threshold, which catches reworded copies.
-    # - semantic (opt-in): cosine of all-MiniLM-L6-v2 embeddings (r1_assets.embeddings) of the
+    # - semantic: cosine of all-MiniLM-L6-v2 embeddings (r1_assets.embeddings) of the
     #   pool text against its semantic_top_k nearest benchmark rows, at or above
     #   semantic_threshold; catches paraphrases that share few words. Only the pairs at TF-IDF
-    #   cosine >= semantic_min_tfidf are embedded and compared (r1_assets/tfidf.py).
-    methods: list[Literal["ngram", "digit_stripped", "minhash", "semantic"]] = ["ngram", "digit_stripped", "minhash"]
+    #   cosine >= semantic_min_tfidf are embedded and compared (r1_assets/tfidf.py). On by
+    #   default: without it the reworded copies (AIME 2025's two wordings, DAPO's rewrites) are
+    #   missed (labelled set: reformatted 0.91, paraphrases 0.83, against 1.00 and 0.93 with it).
+    #   It is the slow method on a CPU (~3,300 pool rows/s with native bfloat16, ~740 without);
+    #   drop it from methods for the fastest pass, or set semantic_device: cuda.
+    methods: list[Literal["ngram", "digit_stripped", "minhash", "semantic"]] = ["ngram", "digit_stripped", "minhash", "semantic"]
     semantic_threshold: float = Field(default=0.9, gt=0, le=1)
     semantic_top_k: int = Field(default=3, gt=0)
     # The cheap pass before embedding: a (pool, benchmark) pair is compared by embeddings only
@@ -202,6 +206,25 @@ class DecontaminationConfig(_Section):
     semantic_min_tfidf: float = Field(default=0.5, gt=0, le=1)
     # cpu, or cuda on a GPU executor.
     semantic_device: str = "cpu"
+    # The check that tells a copy from another exercise of the benchmark row's template
+    # (decontamination._confirm_hits). The numbers agree when the pool row holds at least
+    # same_numbers_share of the benchmark row's numbers (digits and number words, with repeats).
+    # A semantic hit needs them to agree: a paraphrase keeps its problem's numbers. An ngram hit
+    # on part of the benchmark row whose numbers disagree needs its math (text.math_skeletons:
+    # the math with numbers and one-letter names masked) at least ngram_min_math_similarity alike.
+    # On the labelled set (docs/benchmarks.md, 2026-12-04) they drop 4 semantic hits on look-alike
+    # exercises ("Compute $\arcsin(-\frac{\sqrt3}{2})$" / "$(-\frac12)$", numbers 0.5) and 3
+    # ngram hits on a template's instruction around another expression (math 0.27-0.72), and no
+    # copy: the copies only the semantic method finds keep >= 0.75 of the numbers, and every
+    # number-changed copy found by ngram has math >= 0.89 alike. 0 turns a check off.
+    same_numbers_share: float = Field(default=0.7, ge=0, le=1)
+    ngram_min_math_similarity: float = Field(default=0.8, ge=0, le=1)
+    # ... and for an ngram hit with ngram_min_shared evidence n-grams or more (a 19-word run):
+    # the run is evidence enough that a changed answer format ("in the form $\frac{m}{n}$ ...
+    # $m^2+n^2$" / "in the form \(\frac{k}{m}\) ... \(k+m\)", math 0.6) is a reformatting,
+    # while a template's long instruction around another equation ("Determine if the graph of
+    # the equation below is a parabola, circle, ...", 13 8-grams) still differs (math 0.27-0.29).
+    ngram_long_run_min_math_similarity: float = Field(default=0.5, ge=0, le=1)
     # Open-R1 uses word 8-grams.
     ngram: int = Field(default=8, gt=0)
     # An n-gram found in at least this many distinct benchmark problems is the benchmark's

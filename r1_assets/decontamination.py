@@ -28,7 +28,10 @@ stays bounded by the chunk, and 1M rows take a couple of minutes on two cores.
 
 from __future__ import annotations
 
+import difflib
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
@@ -38,7 +41,7 @@ import polars as pl
 from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig
 from r1_assets.dedupe import MinHasher, band_keys, estimated_jaccard, token_hashes, window_hashes
 from r1_assets.embeddings import MODEL_NAME, embed_texts
-from r1_assets.text import comparison_texts, normalize_text, problem_id
+from r1_assets.text import comparison_texts, math_skeletons, normalize_text, problem_id
 from r1_assets.tfidf import TfidfIndex
 
 CONTAMINATION_COLUMNS = {
@@ -116,6 +119,56 @@ def number_signatures(texts: pl.Series) -> pl.Series:
     known by its whole text."""
     numbers = pl.col("t").str.extract_all(_NUMBER).list.join(",")
     return pl.DataFrame({"t": texts}).select(pl.when(numbers == "").then(pl.col("t")).otherwise(numbers).hash(seed=0))["t"]
+
+
+_WORD_VALUES = {w: str(i) for i, w in enumerate(_NUMBER_WORDS[:20])} | {
+    w: str(10 * i) for i, w in enumerate(_NUMBER_WORDS[20:28], start=2)} | {"hundred": "100", "thousand": "1000", "million": "1000000"}
+
+
+def number_lists(texts: pl.Series) -> pl.Series:
+    """The numbers of each comparison text in order, number words written as digits ("twelve"
+    -> "12"), so the two public wordings of an AIME problem carry the same numbers."""
+    found = texts.str.extract_all(_NUMBER)
+    return found.list.eval(pl.element().replace(_WORD_VALUES))
+
+
+def number_shares(pool_numbers: list[list[str]], bench_numbers: list[list[str]]) -> np.ndarray:
+    """Per pair, the share of the benchmark row's numbers (counted with repeats) that the pool row
+    holds; 1.0 when the benchmark row has none."""
+    out = np.ones(len(pool_numbers), dtype=np.float64)
+    for i, (p, b) in enumerate(zip(pool_numbers, bench_numbers)):
+        if b:
+            out[i] = sum((Counter(p) & Counter(b)).values()) / len(b)
+    return out
+
+
+# Longer math (an [asy] figure's coordinates inlined as math) is compared on its first characters:
+# difflib is quadratic, and a changed structure shows early.
+_MAX_SKELETON_CHARS = 2000
+
+
+# A one-letter name in math ("$\\frac{k}{m}$" / "$\\frac{m}{n}$"); a LaTeX command stays as it is.
+_MATH_NAME = re.compile(r"\\[a-z]+|[a-z]")
+
+
+def _names_masked(skeleton: str) -> str:
+    return _MATH_NAME.sub(lambda m: m.group(0) if len(m.group(0)) > 1 else "v", skeleton[:_MAX_SKELETON_CHARS])
+
+
+def math_similarities(pool_skeletons: list[str], bench_skeletons: list[str]) -> np.ndarray:
+    """Per pair, difflib's ratio of the two ``math_skeletons`` with one-letter names masked (a
+    renamed variable is a reformatting); NaN when either side has no math, which is no evidence
+    either way (a paraphrase may write the math in words)."""
+    out = np.full(len(pool_skeletons), np.nan)
+    for i, (p, b) in enumerate(zip(pool_skeletons, bench_skeletons)):
+        if p and b:
+            p, b = _names_masked(p), _names_masked(b)
+            # in the order written, and with the segments sorted: a paraphrase may state the
+            # same expressions in another order ("$a,b,c\\leq3^6$ ... $3^7$ divides $a^3+b^3+c^3$")
+            in_order = difflib.SequenceMatcher(None, p, b, autojunk=False).ratio()
+            p, b = " ".join(sorted(p.split(" "))), " ".join(sorted(b.split(" ")))
+            out[i] = max(in_order, difflib.SequenceMatcher(None, p, b, autojunk=False).ratio())
+    return out
 
 
 def _letter_counts(keys: pl.Series) -> pl.Series:
@@ -266,7 +319,7 @@ def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: Decontamination
       reaches ``ngram_min_share`` or it shares at least ``ngram_min_shared`` evidence n-grams;
     - ``ngram_rule: any`` (Open-R1): one shared n-gram is a hit, every n-gram counts.
     """
-    empty = pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+    empty = pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "shared": pl.UInt32, "evidence": pl.Utf8})
     frequent: list[str] = []
     bench_count = index.ngram_count
     scaled = cfg.ngram_rule == "scaled"
@@ -303,7 +356,7 @@ def _ngram_hits(index: BenchmarkIndex, pairs: pl.DataFrame, cfg: Decontamination
         return empty, frequent
     evidence = [index.ngram_text[p] for p in per_pair["_pos"].to_list()]
     return per_pair.select(
-        "_row", "_bench", "score",
+        "_row", "_bench", "score", "shared",
         evidence=pl.Series(
             [f"{s} shared {cfg.ngram}-grams, e.g. '{e}'" for s, e in zip(per_pair["shared"].to_list(), evidence)],
             dtype=pl.Utf8,
@@ -412,6 +465,50 @@ def _semantic_hits(index: BenchmarkIndex, texts: pl.Series, raw: pl.Series, cfg:
     ), len(pool_rows)
 
 
+def _confirm_hits(hits: pl.DataFrame, pool: pl.DataFrame, index: BenchmarkIndex,
+                  cfg: DecontaminationConfig) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Keep the hits that state the benchmark's problem, not another exercise of its template.
+
+    A checked hit (``_check``) stands when the pool row keeps the benchmark row's numbers
+    (``same_numbers_share`` of them) or, where it has a ``_math_floor``, when their
+    ``math_skeletons`` are at least that alike (or either has no math):
+    - semantic hits have no floor: a paraphrase rewords a problem and keeps its numbers, while a
+      look-alike exercise ("Compute $\\arcsin(-\\frac{\\sqrt{3}}{2})$" / "...$(-\\frac{1}{2})$", cosine
+      0.91) changes them. Its math is no test: a paraphrase moves math into words and reorders it;
+    - ngram hits on part of the benchmark row (score < 1) need ``ngram_min_math_similarity``
+      (``ngram_long_run_min_math_similarity`` with ``ngram_min_shared`` evidence n-grams or
+      more): a number-changed copy keeps the expression's shape ("$|x-7|-3=-2$" /
+      "$|x-4|-10=2$"), a template's instruction around another expression does not ("Let
+      $x^{12}-1 = p_1(x) \\dotsm p_k(x)$, where each non-constant polynomial ...").
+
+    Returns the hits kept, the checked ones with their numbers and math in the evidence, and how
+    many hits of each method were dropped.
+    """
+    todo = hits.filter("_check")
+    if todo.height == 0:
+        return hits.drop("_check", "_math_floor"), {}
+    pairs = todo.select("_row", "_bench").unique(maintain_order=True)
+    pool_raw = strip_phrases(pool["problem"].gather(pairs["_row"]), cfg.strip_phrases)
+    bench_raw = strip_phrases(index.rows["problem"].gather(pairs["_bench"]), cfg.strip_phrases)
+    pool_numbers = number_lists(comparison_texts(pool_raw)).to_list()
+    bench_numbers = number_lists(comparison_texts(bench_raw)).to_list()
+    pairs = pairs.with_columns(
+        _numbers=pl.Series(number_shares(pool_numbers, bench_numbers)),
+        _math=pl.Series(math_similarities(math_skeletons(pool_raw).to_list(), math_skeletons(bench_raw).to_list())),
+    )
+    same_numbers = pl.col("_numbers") >= cfg.same_numbers_share
+    same_math = pl.col("_math_floor").is_not_null() & (pl.col("_math").is_nan() | (pl.col("_math") >= pl.col("_math_floor")))
+    judged = todo.join(pairs, on=["_row", "_bench"], how="left").with_columns(
+        _keep=same_numbers | same_math,
+        evidence=pl.col("evidence") + pl.format("; numbers kept {}, math {}", pl.col("_numbers").round(2),
+                                                pl.when(pl.col("_math").is_nan()).then(pl.lit("n/a"))
+                                                .otherwise(pl.col("_math").round(2).cast(pl.Utf8))),
+    )
+    dropped = dict(judged.filter(~pl.col("_keep")).group_by("method").len().iter_rows())
+    kept = judged.filter("_keep").select(hits.columns)
+    return pl.concat([hits.filter(~pl.col("_check")), kept]).drop("_check", "_math_floor"), dropped
+
+
 # -- the stage ---------------------------------------------------------------------------
 @dataclass
 class DecontaminationResult:
@@ -481,7 +578,8 @@ def decontaminate(
             parts.append(semantic.with_columns(method=pl.lit("semantic")))
             semantic_rows_embedded += embedded
         found.extend(
-            p.select(pl.col("_row").cast(pl.Int64) + lo, "_bench", "method", pl.col("score").cast(pl.Float64), "evidence")
+            p.select(pl.col("_row").cast(pl.Int64) + lo, "_bench", "method", pl.col("score").cast(pl.Float64), "evidence",
+                     _check=pl.col("method") == "semantic", _math_floor=pl.lit(None, dtype=pl.Float64))
             for p in parts if p.height
         )
         done = min(lo + cfg.batch_rows, pool.height)
@@ -491,9 +589,18 @@ def decontaminate(
     if "ngram" in cfg.methods:
         ngram, frequent = _ngram_hits(index, pl.concat(ngram_pairs), cfg)
         if ngram.height:
-            found.append(ngram.with_columns(method=pl.lit("ngram")).select("_row", "_bench", "method", "score", "evidence"))
+            # a long run (ngram_min_shared evidence n-grams, 19 words) needs less of the math: a
+            # DAPO copy's rewritten answer format ("in the form \\(\\frac{k}{m}\\) ... \\(k+m\\)")
+            # (Open-R1's rule is reproduced as it is: no check)
+            found.append(ngram.select(
+                "_row", "_bench", method=pl.lit("ngram"), score="score", evidence="evidence",
+                _check=(pl.col("score") < 1.0) & (cfg.ngram_rule == "scaled"),
+                _math_floor=pl.when(pl.col("shared") >= cfg.ngram_min_shared).then(cfg.ngram_long_run_min_math_similarity)
+                .otherwise(cfg.ngram_min_math_similarity).cast(pl.Float64)))
+    dropped: dict[str, int] = {}
     if found:
-        all_hits = pl.concat(found)
+        all_hits, dropped = _confirm_hits(pl.concat(found), pool, index, cfg)
+    if found and all_hits.height:
         hits = (
             all_hits.with_columns(problem_id=pl.Series(ids_all[all_hits["_row"].to_numpy()], dtype=pl.Utf8))
             .join(bench_keys, on="_bench", how="left")
@@ -511,11 +618,15 @@ def decontaminate(
         "problems_flagged": hits["problem_id"].n_unique() if hits.height else 0,
         "boilerplate_ngrams": index.boilerplate,
         "frequent_pool_ngrams": frequent,
+        "hits_dropped_as_other_exercises": dropped,
         **({"semantic_rows_embedded": semantic_rows_embedded,
             "semantic_benchmark_rows_embedded": int(index.embedded.sum())} if "semantic" in cfg.methods else {}),
         "seconds": round(seconds, 2),
         "rows_per_s": round(pool.height / max(seconds, 1e-9)),
     }
+    if dropped:
+        log(f"decontamination: hits dropped as another exercise of the benchmark row's template"
+            f" (other numbers or other math): {dropped}")
     log(f"decontamination: {stats['problems_flagged']:,} of {pool.height:,} problems match a benchmark"
         f" ({hits.height:,} hits, {stats['seconds']}s)")
     return DecontaminationResult(hits=hits, stats=stats)

@@ -54,16 +54,12 @@ _SIZING = r"\\(?:left|right|displaystyle|bigl|bigr|Bigl|Bigr|big|Big)\b"
 _THOUSANDS = r"(\d)(?:,|\{,\}|\\,)(\d{3})\b"
 
 
-def comparison_texts(texts: pl.Series) -> pl.Series:
-    """The canonical form every matcher compares; the stored text stays as given.
-
-    Math delimiters are unified (``\\(..\\)``, ``\\[..\\]``, ``$$..$$`` -> ``$..$``) and then
-    dropped, whitespace inside math is removed, ``\\text{}``/``\\mathrm{}``/``\\left``/``\\right``
-    are dropped, ``\\dfrac``/``\\tfrac`` become ``\\frac``, thousands separators go, and the
-    result is NFKC, lower-cased and whitespace-collapsed. So ``$\\sqrt{120 - \\sqrt{x}}$`` and
-    ``$\\sqrt{120-\\sqrt{x}}$`` compare equal, and so do ``\\(0\\)`` and ``0``.
-    """
-    out = (
+def _unified_math(texts: pl.Series) -> pl.Series:
+    """NFKC text with every math delimiter written ``$`` (an escaped dollar is currency: a space),
+    ``\\dfrac``/``\\tfrac`` as ``\\frac``, style wrappers and sizing commands, thousands
+    separators and LaTeX spacing commands gone: the first half of the comparison form, in which
+    the segments between dollars alternate text / math."""
+    return (
         texts.fill_null("").str.normalize("NFKC")
         .str.replace_all(r"\\\$", " ", literal=False)            # an escaped dollar is currency, not math
         .str.replace_all(r"\$\$|\\\(|\\\)|\\\[|\\\]", "$")
@@ -73,13 +69,43 @@ def comparison_texts(texts: pl.Series) -> pl.Series:
         .str.replace_all(_THOUSANDS, "$1$2").str.replace_all(_THOUSANDS, "$1$2")
         .str.replace_all(r"\\[,;:!]", " ")                       # LaTeX spacing commands
     )
+
+
+def comparison_texts(texts: pl.Series) -> pl.Series:
+    """The canonical form every matcher compares; the stored text stays as given.
+
+    Math delimiters are unified (``\\(..\\)``, ``\\[..\\]``, ``$$..$$`` -> ``$..$``) and then
+    dropped, whitespace inside math is removed, ``\\text{}``/``\\mathrm{}``/``\\left``/``\\right``
+    are dropped, ``\\dfrac``/``\\tfrac`` become ``\\frac``, thousands separators go, and the
+    result is NFKC, lower-cased and whitespace-collapsed. So ``$\\sqrt{120 - \\sqrt{x}}$`` and
+    ``$\\sqrt{120-\\sqrt{x}}$`` compare equal, and so do ``\\(0\\)`` and ``0``.
+    """
     # Segments between dollars alternate text / math: math loses its whitespace.
-    parts = out.str.split("$").list.eval(
+    parts = _unified_math(texts).str.split("$").list.eval(
         pl.when(pl.int_range(pl.len()) % 2 == 1)
         .then(pl.element().str.replace_all(r"\s+", ""))
         .otherwise(pl.element())
     )
     return parts.list.join(" ").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+# A math segment with nothing but numbers, units and punctuation states no structure ("$12$",
+# "$\\$500$", "$60^\\circ$", "$6\\%$").
+_TRIVIAL_MATH = r"^(?:[#.,;:()\[\]{}+\-]|\\%|%|\^?\\circ|\^)*$"
+
+
+def math_skeletons(texts: pl.Series) -> pl.Series:
+    """The math of each text with its numbers masked: the math segments of the comparison form
+    (whitespace removed, lower case), every number written ``#``, segments that hold only numbers
+    and units left out, joined by spaces; "" for a text with no such math.
+
+    Two exercises of one template differ here ("$x^{12}-1$" / "$x^8+3x^4-4$"); a number-changed
+    copy ("$|x-7|-3=-2$" / "$|x-4|-10=2$") and a paraphrase, which keeps the math, barely do.
+    """
+    segments = _unified_math(texts).str.split("$").list.gather_every(2, offset=1)
+    return segments.list.eval(
+        pl.element().str.replace_all(r"\s+", "").str.to_lowercase().str.replace_all(r"\d+(?:\.\d+)?", "#")
+    ).list.eval(pl.element().filter(~pl.element().str.contains(_TRIVIAL_MATH))).list.join(" ")
 
 
 def comparison_text(text: str) -> str:

@@ -53,8 +53,11 @@ def test_mbpp_test_split_and_humaneval_copies_are_removed(shared_data):
     # if the given"), which Open-R1's any-8-gram rule would remove (ngram_rule: any).
     train = hits.filter(pl.col("problem_id").is_in(pools["train"]["problem_id"].to_list()))
     repeated = pools["train"].filter(pl.col("problem").str.contains("first repeated character"))["problem_id"][0]
-    assert set(train.filter(pl.col("problem_id") == repeated)["method"]) == {"ngram", "digit_stripped", "minhash"}
-    assert set(train["problem_id"]) == {repeated}
+    assert set(train.filter(pl.col("problem_id") == repeated)["method"]) == {"ngram", "digit_stripped", "minhash", "semantic"}
+    # the lexical methods flag nothing else; the semantic method one more train task (a reworded
+    # near-twin of a test task: not yet read, docs/benchmarks.md 2026-12-04)
+    assert set(train.filter(pl.col("method") != "semantic")["problem_id"]) == {repeated}
+    assert train["problem_id"].n_unique() <= 2
     anyrule = decontaminate(pools["train"].select("problem_id", "problem"), benchmarks,
                             DecontaminationConfig(methods=["ngram"], ngram_rule="any"), DedupeConfig()).hits
     assert anyrule["problem_id"].n_unique() > 1

@@ -3,14 +3,21 @@ benchmark_problems -> clean_problems through a real Dagster CLI run."""
 
 import dagster as dg
 from dagster._core.errors import DagsterAssetCheckFailedError
+import numpy as np
 import polars as pl
 import pytest
 
 from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig, parse_config
-from r1_assets.decontamination import decontaminate, decontaminate_clusters
+from r1_assets.decontamination import (
+    decontaminate,
+    decontaminate_clusters,
+    math_similarities,
+    number_lists,
+    number_shares,
+)
 from r1_assets.sources import collect_source
 from r1_assets.storage import Lineage, Store
-from r1_assets.text import problem_id
+from r1_assets.text import math_skeletons, problem_id
 from tests.paths import REPO_ROOT, open_data
 
 MATH = (
@@ -448,3 +455,31 @@ def test_packaged_cluster_profile_and_shared_example_parse():
     example = load_config(REPO_ROOT / "examples/shared_data.yaml")
     assert example.resolve_path(example.benchmarks[0].path) == (REPO_ROOT.parent / "shared/data/benchmarks/math500.jsonl").resolve()
     assert len(example.sources) == 5 and len(example.benchmarks) == 7
+
+
+# -- telling a copy from another exercise of the template -----------------------------------
+def test_math_skeletons_mask_numbers_and_leave_out_bare_numbers():
+    texts = pl.Series([r"In the equation $|x-7| -3 = -2$, the $\$500$ and \(60^\circ\) and $12$", "no math"])
+    assert math_skeletons(texts).to_list() == ["|x-#|-#=-#", ""]
+    assert number_lists(pl.Series(["twelve letters and 12 more, 3.5"])).to_list() == [["12", "12", "3.5"]]
+    assert number_shares([["1", "2"], []], [["1", "2", "2"], []]).tolist() == [2 / 3, 1.0]
+    sims = math_similarities([r"\frac{k}{m} k+m", "x^{#}-#=p_#(x)", ""], [r"\frac{m}{n} m+n", "x^#+#x^#-#=p_#(x)", "x"])
+    assert sims[0] == 1.0 and sims[1] < 0.8 and np.isnan(sims[2])    # names renamed; another polynomial; no math
+
+
+SETUP = ("where each non-constant polynomial $p_i(x)$ is monic with integer coefficients, and cannot be factored "
+         "further over the integers. Compute $p_1(1) + p_2(1) + \\dots + p_k(1).$")
+
+
+def test_ngram_hit_on_a_template_around_other_math_is_dropped_and_a_number_changed_copy_kept():
+    bench = pl.DataFrame({"benchmark": ["b"], "benchmark_row": [0],
+                          "problem": ["Let \\[x^8 + 3x^4 - 4 = p_1(x) p_2(x) \\dotsm p_k(x),\\]" + SETUP]})
+    other = "Let \\[x^{12} - 1 = p_1(x) p_2(x) \\dotsm p_k(x),\\]" + SETUP.replace("Compute $p_1(1) + p_2(1) + \\dots + p_k(1).$", "Find $k.$")
+    copy = "Let \\[x^8 + 5x^4 - 6 = p_1(x) p_2(x) \\dotsm p_k(x),\\]" + SETUP.replace("p_k(1)", "p_k(2)")
+    pool = pl.DataFrame({"problem_id": ["other", "copy"], "problem": [other, copy]})
+    cfg = DecontaminationConfig(methods=["ngram"], ngram_boilerplate_pool_rows=0)
+    result = decontaminate(pool, bench, cfg, DedupeConfig())
+    assert result.hits["problem_id"].to_list() == ["copy"], result.hits
+    assert "numbers kept" in result.hits["evidence"][0] and result.stats["hits_dropped_as_other_exercises"] == {"ngram": 1}
+    unchecked = decontaminate(pool, bench, cfg.model_copy(update={"same_numbers_share": 0.0}), DedupeConfig())
+    assert sorted(unchecked.hits["problem_id"]) == ["copy", "other"]
