@@ -12,13 +12,16 @@ A pool problem is contaminated when it matches a benchmark problem by any enable
 - ``minhash``: estimated Jaccard similarity of the dedupe shingles (``dedupe.shingle_size``,
   ``num_perm``, ``seed``) at or above ``minhash_threshold``, found through an LSH index of the
   benchmarks and confirmed on the signatures; catches reworded copies.
-- ``semantic`` (opt-in): cosine of all-MiniLM-L6-v2 embeddings at or above
+- ``semantic`` (on by default): cosine of all-MiniLM-L6-v2 embeddings at or above
   ``semantic_threshold``; catches paraphrases. Only the (pool, benchmark) pairs at TF-IDF
   cosine >= ``semantic_min_tfidf`` are embedded (r1_assets/tfidf.py), ~1.5% of the shared pools.
 
 An optional LLM judge (``decontamination.judge_model``, ``r1_assets.contamination_judge``)
 reviews the hits of ``judge_methods`` in ``decontaminate_clusters``: a hit it calls DIFFERENT is
 kept with its verdict but removes nothing (``removes_problem``).
+
+Hits that may be another exercise of the benchmark row's template (semantic hits, partial ngram
+hits) are then checked for the benchmark's numbers and math (``_confirm_hits``).
 
 The benchmark side is indexed once (sorted hash arrays, a few MB for all public benchmarks).
 The pool is streamed through in chunks of ``decontamination.batch_rows``: every step of a chunk
