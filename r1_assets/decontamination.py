@@ -160,8 +160,8 @@ def _names_masked(skeleton: str) -> str:
 
 def math_similarities(pool_skeletons: list[str], bench_skeletons: list[str]) -> np.ndarray:
     """Per pair, difflib's ratio of the two ``math_skeletons`` with one-letter names masked (a
-    renamed variable is a reformatting); NaN when either side has no math, which is no evidence
-    either way (a paraphrase may write the math in words)."""
+    renamed variable is a reformatting), the better of the segments in order and sorted; NaN when
+    either side has no math, which is no evidence either way (a paraphrase may write it in words)."""
     out = np.full(len(pool_skeletons), np.nan)
     for i, (p, b) in enumerate(zip(pool_skeletons, bench_skeletons)):
         if p and b:
