@@ -264,6 +264,20 @@ class DecontaminationConfig(_Section):
     # "Compute $7^3$.") is a phrase, not a problem. Set from the labelled set: below 60 letters
     # every sampled hit was an exercise template ("whatistheremainderwhenisdividedby", 33).
     digit_stripped_min_chars: int = Field(default=60, ge=0)
+    # The method's second test, for a number-changed copy whose math changed shape a little too
+    # (a sign, one more term: "$|x-7|-3=-2$" / "$|x-4|-10=2$"), which the masked key cannot
+    # match: the benchmark row's worded setup (text.setup_keys: its words outside the math,
+    # numbers masked) word for word, at least digit_stripped_min_words words long (the labelling
+    # rule's ~12 words of setup), around math at least digit_stripped_min_math_similarity alike
+    # (both sides must have math: "the distance between the points $(-3,-4)$ and $(4,-5)$" has
+    # none to compare). A setup that digit_stripped_template_pool_rows distinct pool problems
+    # share is a template ("Convert the point ... to polar coordinates", 4 in MATH train), as for
+    # ngram_boilerplate_pool_rows. On the labelled set (docs/benchmarks.md, 2026-12-06) it adds
+    # 2 number-changed copies and no clean pair: the clean pairs with the same setup had math
+    # <= 0.76 alike or a template setup.
+    digit_stripped_min_words: int = Field(default=12, gt=0)
+    digit_stripped_min_math_similarity: float = Field(default=0.85, ge=0, le=1)
+    digit_stripped_template_pool_rows: int = Field(default=3, gt=1)
     # 0.75 on the canonical text: at 0.6-0.7 templates with a changed word ("arrange the letters
     # of the word TARTAR" / "ELLIPSE", J = 0.62-0.65) pass.
     minhash_threshold: float = Field(default=0.75, gt=0, le=1)

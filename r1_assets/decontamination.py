@@ -8,7 +8,9 @@ A pool problem is contaminated when it matches a benchmark problem by any enable
   so a pair where either side is that short is compared on its whole text instead, and
   recorded as ``exact_short``;
 - ``digit_stripped`` (after Light-R1): the text with every number masked equals or contains a
-  benchmark row's, which catches copies whose numbers were changed ("Find 3+4" vs "Find 5+6");
+  benchmark row's, which catches copies whose numbers were changed ("Find 3+4" vs "Find 5+6"),
+  or the benchmark row's worded setup is kept word for word around math of nearly the same shape
+  (``_setup_hits``: a sign or a term changed with the numbers);
 - ``minhash``: estimated Jaccard similarity of the dedupe shingles (``dedupe.shingle_size``,
   ``num_perm``, ``seed``) at or above ``minhash_threshold``, found through an LSH index of the
   benchmarks and confirmed on the signatures; catches reworded copies.
@@ -44,7 +46,7 @@ import polars as pl
 from r1_assets.config import ConfigError, DecontaminationConfig, DedupeConfig
 from r1_assets.dedupe import MinHasher, band_keys, estimated_jaccard, token_hashes, window_hashes
 from r1_assets.embeddings import MODEL_NAME, embed_texts
-from r1_assets.text import comparison_texts, math_skeletons, normalize_text, problem_id
+from r1_assets.text import comparison_texts, math_skeletons, normalize_text, problem_id, setup_keys
 from r1_assets.tfidf import TfidfIndex
 
 CONTAMINATION_COLUMNS = {
@@ -192,6 +194,7 @@ class BenchmarkIndex:
     ngram_count: np.ndarray          # distinct n-grams per bench row that are evidence (boilerplate left out)
     whole: pl.DataFrame              # _text (normalised words joined), _bench, _short
     digit: pl.DataFrame              # _key, _bench
+    setup: pl.DataFrame              # _setup, _words, _bench: rows with a worded setup and math (digit_stripped)
     band_hashes: np.ndarray          # sorted distinct LSH band keys
     band_frame: pl.DataFrame         # _band_key, _bench
     signatures: np.ndarray | None    # (B, num_perm) uint32
@@ -242,6 +245,10 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
     digit = pl.DataFrame({"_key": digit_keys, "_bench": bench_idx}).filter(
         _letter_counts(digit_keys) >= cfg.digit_stripped_min_chars
     )
+    raw = strip_phrases(rows["problem"], cfg.strip_phrases)
+    setups = setup_keys(raw)
+    setup = pl.DataFrame({"_setup": setups, "_words": setups.str.count_matches(r"[^\s#]+"), "_bench": bench_idx}).filter(
+        (pl.col("_words") >= cfg.digit_stripped_min_words) & (math_skeletons(raw) != ""))
 
     signatures = None
     band_frame = pl.DataFrame(schema={"_band_key": pl.UInt64, "_bench": pl.Int64})
@@ -266,6 +273,7 @@ def build_index(benchmarks: pl.DataFrame, cfg: DecontaminationConfig, dedupe_cfg
         ngram_count=evidence_count,
         whole=whole,
         digit=digit,
+        setup=setup,
         band_hashes=np.unique(band_frame["_band_key"].to_numpy()) if band_frame.height else np.zeros(0, np.uint64),
         band_frame=band_frame,
         signatures=signatures,
@@ -400,6 +408,41 @@ def _digit_hits(index: BenchmarkIndex, texts: pl.Series, min_chars: int) -> pl.D
         .otherwise(pl.lit("number-masked text contains the benchmark's: '"))
         + pl.col("_key_bench").str.slice(0, 120) + pl.lit("'"),
     ).unique(["_row", "_bench"])
+
+
+def _setup_pairs(index: BenchmarkIndex, raw: pl.DataFrame, variants: np.ndarray, row_offset: int) -> pl.DataFrame:
+    """(_row, _bench, _variant) of the pool rows whose ``setup_keys`` equals a benchmark row's
+    (``raw``: the harness-stripped pool texts; ``variants``: their ``number_signatures``)."""
+    return pl.DataFrame({"_setup": setup_keys(raw), "_variant": pl.Series(variants, dtype=pl.UInt64)}).with_row_index(
+        "_row").join(index.setup.select("_setup", "_bench"), on="_setup", how="inner").select(
+        pl.col("_row").cast(pl.Int64) + row_offset, "_bench", "_setup", "_variant")
+
+
+def _setup_hits(index: BenchmarkIndex, pairs: pl.DataFrame, pool: pl.DataFrame, cfg: DecontaminationConfig) -> pl.DataFrame:
+    """Number-changed copies whose math was edited too (a sign, a term): the benchmark row's
+    worded setup (``setup_keys``, ``digit_stripped_min_words`` words or more) word for word,
+    around math at least ``digit_stripped_min_math_similarity`` alike (``math_similarities``;
+    both sides must have math), unless ``digit_stripped_template_pool_rows`` distinct pool
+    problems (other numbers: ``number_signatures``) share that setup, which makes it a template
+    ("Convert the point $(0,3)$ in rectangular coordinates to polar coordinates. Enter your
+    answer ...": 4 in MATH train). Runs on the whole pool's pairs, as the template count needs."""
+    empty = pl.DataFrame(schema={"_row": pl.Int64, "_bench": pl.Int64, "score": pl.Float64, "evidence": pl.Utf8})
+    if pairs.height == 0:
+        return empty
+    templates = pairs.group_by("_setup").agg(n=pl.col("_variant").n_unique()).filter(
+        pl.col("n") >= cfg.digit_stripped_template_pool_rows)
+    pairs = pairs.join(templates, on="_setup", how="anti").select("_row", "_bench").unique(maintain_order=True).join(
+        index.setup.select("_bench", "_words"), on="_bench", how="left", maintain_order="left")
+    if pairs.height == 0:
+        return empty
+    pool_raw = strip_phrases(pool["problem"].gather(pairs["_row"]), cfg.strip_phrases)
+    bench_raw = strip_phrases(index.rows["problem"].gather(pairs["_bench"]), cfg.strip_phrases)
+    math = math_similarities(math_skeletons(pool_raw).to_list(), math_skeletons(bench_raw).to_list())
+    return pairs.with_columns(score=pl.Series(math)).filter(
+        pl.col("score") >= cfg.digit_stripped_min_math_similarity).select(
+        "_row", "_bench", "score",
+        evidence=pl.format("the benchmark's {}-word setup word for word, math {} alike with numbers masked",
+                           pl.col("_words"), pl.col("score").round(2)))
 
 
 def _minhash_hits(
@@ -560,23 +603,27 @@ def decontaminate(
     )
     ids_all = pool["problem_id"].to_numpy()
     found: list[pl.DataFrame] = []       # per chunk: _row (global), _bench, method, score, evidence
-    ngram_pairs: list[pl.DataFrame] = []  # aggregated after the pass (pool-wide n-gram counts)
+    # aggregated after the pass, as their template counts are pool-wide
+    ngram_pairs: list[pl.DataFrame] = []
+    setup_pairs: list[pl.DataFrame] = []
     semantic_rows_embedded = 0
     for lo in range(0, pool.height, cfg.batch_rows):
         chunk = pool.slice(lo, cfg.batch_rows)
-        texts = matching_texts(chunk["problem"], cfg)
+        raw = strip_phrases(chunk["problem"], cfg.strip_phrases)
+        texts = comparison_texts(raw)
+        variants = number_signatures(texts).to_numpy() if {"ngram", "digit_stripped"} & set(cfg.methods) else None
         parts: list[pl.DataFrame] = []
         if "ngram" in cfg.methods:
             words = word_lists(texts)
-            pairs, n_words = _ngram_pairs(index, words, number_signatures(texts).to_numpy(), cfg.ngram, lo)
+            pairs, n_words = _ngram_pairs(index, words, variants, cfg.ngram, lo)
             ngram_pairs.append(pairs)
             parts.append(_short_hits(index, words, n_words, cfg.ngram).with_columns(method=pl.lit("exact_short")))
         if "digit_stripped" in cfg.methods:
             parts.append(_digit_hits(index, texts, cfg.digit_stripped_min_chars).with_columns(method=pl.lit("digit_stripped")))
+            setup_pairs.append(_setup_pairs(index, raw, variants, lo))
         if "minhash" in cfg.methods:
             parts.append(_minhash_hits(index, texts, cfg, dedupe_cfg).with_columns(method=pl.lit("minhash")))
         if "semantic" in cfg.methods:
-            raw = strip_phrases(chunk["problem"], cfg.strip_phrases)
             semantic, embedded = _semantic_hits(index, texts, raw, cfg)
             parts.append(semantic.with_columns(method=pl.lit("semantic")))
             semantic_rows_embedded += embedded
@@ -588,6 +635,10 @@ def decontaminate(
         done = min(lo + cfg.batch_rows, pool.height)
         log(f"decontamination: {done:,}/{pool.height:,} pool rows"
             f" ({done / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s)")
+    if setup_pairs:
+        setup = _setup_hits(index, pl.concat(setup_pairs), pool, cfg)
+        found.append(setup.select("_row", "_bench", method=pl.lit("digit_stripped"), score="score", evidence="evidence",
+                                  _check=pl.lit(False), _math_floor=pl.lit(None, dtype=pl.Float64)))
     frequent: list[str] = []
     if "ngram" in cfg.methods:
         ngram, frequent = _ngram_hits(index, pl.concat(ngram_pairs), cfg)

@@ -108,6 +108,16 @@ def math_skeletons(texts: pl.Series) -> pl.Series:
     ).list.eval(pl.element().filter(~pl.element().str.contains(_TRIVIAL_MATH))).list.join(" ")
 
 
+def setup_keys(texts: pl.Series) -> pl.Series:
+    """The worded setup of each text: its words outside the math (comparison form: lower case,
+    punctuation gone), every number written ``#``, joined by spaces; the complement of
+    ``math_skeletons``. A number-changed copy keeps it ("In the equation $|x-7|-3=-2$, what is
+    the product ..." / "... $|x-4|-10=2$ ..."), and so does every exercise of a template."""
+    words = _unified_math(texts).str.split("$").list.gather_every(2, offset=0).list.join(" ")
+    return (words.str.to_lowercase().str.replace_all(r"\d+(?:\.\d+)?", "#")
+            .str.replace_all(r"[^\w#]+", " ").str.strip_chars())
+
+
 def comparison_text(text: str) -> str:
     """``comparison_texts`` of one text."""
     return comparison_texts(pl.Series([text], dtype=pl.Utf8)).item()

@@ -483,3 +483,28 @@ def test_ngram_hit_on_a_template_around_other_math_is_dropped_and_a_number_chang
     assert "numbers kept" in result.hits["evidence"][0] and result.stats["hits_dropped_as_other_exercises"] == {"ngram": 1}
     unchecked = decontaminate(pool, bench, cfg.model_copy(update={"same_numbers_share": 0.0}), DedupeConfig())
     assert sorted(unchecked.hits["problem_id"]) == ["copy", "other"]
+
+
+GEOMETRIC = ("The sum of the first $n$ terms in the infinite geometric sequence $\\left\\{\\frac{1}{4},\\frac{1}{8},"
+             "\\frac{1}{16},\\dots \\right\\}$ is $\\frac{255}{512}$. Find $n$.")
+
+
+def test_digit_stripped_finds_the_benchmark_setup_word_for_word_around_edited_math():
+    # one more term: the masked key differs, the 13-word setup and the math's shape do not
+    copy = GEOMETRIC.replace("\\left\\{\\frac{1}{4}", "\\left\\{1,\\frac{1}{3}").replace("255}{512", "121}{81")
+    # the same words around other math ("$\\{\\sin(k\\pi/7)\\}$ ... $\\sqrt{x}+\\log_3 x$")
+    other_math = GEOMETRIC.replace("\\left\\{\\frac{1}{4},\\frac{1}{8},\\frac{1}{16},\\dots \\right\\}", "\\{\\sin(k\\pi/7)\\}").replace(
+        "\\frac{255}{512}", "\\sqrt{x}+\\log_3 x")
+    bench = _bench([("math", GEOMETRIC)])
+    cfg = DecontaminationConfig(methods=["digit_stripped"])
+    hit = decontaminate(_pool([copy, other_math]), bench, cfg, DedupeConfig()).hits.row(0, named=True)
+    assert hit["problem_id"] == problem_id(copy) and "13-word setup word for word, math 0.98" in hit["evidence"], hit
+    assert decontaminate(_pool([other_math]), bench, cfg, DedupeConfig()).hits.height == 0
+    # three pool problems with that setup and other numbers: a template, not a copy
+    exercises = [copy, copy.replace("121}{81", "40}{27"), copy.replace("121}{81", "13}{9")]
+    assert decontaminate(_pool(exercises), bench, cfg, DedupeConfig()).hits.height == 0
+    assert decontaminate(_pool(exercises), bench, cfg.model_copy(update={"digit_stripped_template_pool_rows": 4}),
+                         DedupeConfig()).hits.height == 3
+    # a setup shorter than digit_stripped_min_words is an instruction
+    short = cfg.model_copy(update={"digit_stripped_min_words": 14})
+    assert decontaminate(_pool([copy]), bench, short, DedupeConfig()).hits.height == 0

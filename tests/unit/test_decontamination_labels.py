@@ -78,16 +78,17 @@ def test_labelled_set_is_large_and_covers_every_category():
 
 
 def test_defaults_precision_and_recall(every_method):
-    # Measured at the defaults (semantic on, hits checked for other numbers / other math):
-    # precision 0.953, recall 0.944 (docs/benchmarks.md, 2026-12-04; tuning half 0.945/0.929,
-    # held-out half 0.962/0.962); verbatim 8/8, reformatted 44/44, paraphrases 27/29, changed
-    # numbers 17/21 (target 0.85 not met: the 4 misses are short setups around other math).
+    # Measured at the defaults (semantic on, hits checked for other numbers / other math, the
+    # digit_stripped setup test): precision 0.954, recall 0.963 (docs/benchmarks.md, 2026-12-06;
+    # tuning half 0.946/0.946, held-out half 0.962/0.981); verbatim 8/8, reformatted 44/44,
+    # paraphrases 27/29, changed numbers 19/21 (the 2 misses: renamed gsm8k groups, a hyperbola
+    # with a reworded "passes through the point").
     result = every_method(DEFAULT_METHODS)
     assert result["pairs"] == load_labels(str(LABELS)).height      # every labelled text is in the run
     cats = result["per_category"]
-    assert result["precision"] >= 0.95 and result["recall"] >= 0.93, result
+    assert result["precision"] >= 0.95 and result["recall"] >= 0.95, result
     assert cats["verbatim"]["recall"] == 1.0 and cats["reformatted"]["recall"] >= 0.98, cats
-    assert cats["changed_numbers"]["recall"] >= 0.8 and cats["paraphrase"]["recall"] >= 0.9, cats
+    assert cats["changed_numbers"]["recall"] >= 0.85 and cats["paraphrase"]["recall"] >= 0.9, cats
     assert cats["clean_template"]["false_positive_rate"] <= 0.015, cats
 
 
@@ -110,9 +111,9 @@ def test_open_r1_rule_is_kept_but_imprecise(run):
 
 
 @pytest.mark.parametrize("method, min_precision, min_recall", [
-    # measured: ngram 0.966 / 0.787, digit_stripped 0.970 / 0.299, minhash 0.981 / 0.477
+    # measured: ngram 0.966 / 0.778, digit_stripped 1.000 / 0.417, minhash 0.981 / 0.472
     ("ngram", 0.94, 0.76),
-    ("digit_stripped", 0.93, 0.28),
+    ("digit_stripped", 0.95, 0.39),
     ("minhash", 0.95, 0.45),
 ])
 def test_each_method_alone(every_method, method, min_precision, min_recall):
